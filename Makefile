@@ -1,0 +1,115 @@
+# One non-recursive Makefile for the whole system. See README.md.
+#   make            build the programs into bin/
+#   make check      install missing packages, build, run every test
+#                   (also under AddressSanitizer + UndefinedBehaviorSanitizer)
+#   make demo       install missing packages, build, show mail being delivered
+#   make install    PREFIX=/usr/local DESTDIR= SYSCONFDIR=/etc
+
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+
+# Where objects and programs go; the sanitizer build uses its own.
+O ?= build
+B ?= bin
+SAN ?=
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+OPT_CFLAGS = -O1 -g -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+OPT_LDFLAGS = -fsanitize=address,undefined
+else
+OPT_CFLAGS = -O2 -g -D_FORTIFY_SOURCE=2
+OPT_LDFLAGS =
+endif
+
+CFLAGS ?=
+LDFLAGS ?=
+ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-fstack-protector-strong -D_GNU_SOURCE \
+	-DSYSCONFDIR='"$(SYSCONFDIR)"' -Ilib -Imda $(OPT_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(OPT_LDFLAGS) $(LDFLAGS)
+
+# Libraries through pkg-config (evaluated when a recipe needs them, i.e.
+# after 'make deps' has installed them). liblockfile ships no .pc file.
+LOCKFILE_LIBS = $(shell $(PKG_CONFIG) --libs lockfile 2>/dev/null || echo -llockfile)
+CUNIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags cunit)
+CUNIT_LIBS = $(shell $(PKG_CONFIG) --libs cunit)
+
+LIB_SRC = $(wildcard lib/*.c)
+MDA_SRC = $(filter-out mda/deliver.c,$(wildcard mda/*.c))
+UNIT_SRC = $(wildcard tests/unit/*.c)
+
+LIB_OBJ = $(LIB_SRC:%.c=$(O)/%.o)
+MDA_OBJ = $(MDA_SRC:%.c=$(O)/%.o)
+UNIT_OBJ = $(UNIT_SRC:%.c=$(O)/%.o)
+
+PROGRAMS = $(B)/deliver
+
+.PHONY: all check check-build unit e2e san demo deps install clean
+all: $(PROGRAMS)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CUNIT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/libmail.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(O)/libmda.a: $(MDA_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/deliver: $(O)/mda/deliver.o $(O)/libmda.a $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LOCKFILE_LIBS)
+
+$(O)/unit-tests: $(UNIT_OBJ) $(O)/libmda.a $(O)/libmail.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CUNIT_LIBS) $(LOCKFILE_LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(MDA_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(O)/mda/deliver.d
+
+deps:
+	@sh contrib/install-deps
+
+unit: $(O)/unit-tests
+	$(O)/unit-tests
+
+e2e: all
+	MAIL_BIN=$(abspath $(B)) $(PYTHON) -m pytest -q tests/e2e
+
+# Everything once normally, then unit and end-to-end tests again with
+# AddressSanitizer and UndefinedBehaviorSanitizer.
+check: deps
+	$(MAKE) check-build
+
+check-build:
+	$(MAKE) all unit
+	$(MAKE) e2e
+	$(MAKE) SAN=1 O=build/san B=build/san/bin all unit e2e
+
+demo: deps
+	$(MAKE) all
+	sh contrib/demo.sh $(abspath $(B))
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5
+	install -m 755 $(B)/deliver $(DESTDIR)$(PREFIX)/bin/deliver
+	install -m 644 doc/deliver.8 $(DESTDIR)$(MANDIR)/man8/deliver.8
+	install -m 644 doc/mail.conf.5 $(DESTDIR)$(MANDIR)/man5/mail.conf.5
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mail/mail.conf ]; then \
+		install -d $(DESTDIR)$(SYSCONFDIR)/mail && \
+		install -m 644 contrib/mail.conf $(DESTDIR)$(SYSCONFDIR)/mail/mail.conf; \
+	fi
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,46 @@
+/*
+ * privs: dropping root completely and verifiably.
+ */
+#include "privs.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <unistd.h>
+
+int
+privs_become(uid_t uid, gid_t gid, gid_t extra_gid, struct status *st)
+{
+	gid_t groups[2];
+	size_t ngroups = 0;
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+
+	if (geteuid() != 0) {
+		if (getuid() == uid && geteuid() == uid)
+			return 0;
+		return status_set(st, EX_NOPERM, "5.7.1",
+				  "cannot act as uid %ld: not running as root",
+				  (long)uid);
+	}
+	if (uid == 0)
+		return status_set(st, EX_NOPERM, "5.7.1",
+				  "refusing to act as root");
+	groups[ngroups++] = gid;
+	if (extra_gid != (gid_t)-1 && extra_gid != gid)
+		groups[ngroups++] = extra_gid;
+	if (setgroups(ngroups, groups) < 0)
+		return status_errno(st, errno, "setgroups");
+	if (setresgid(gid, gid, gid) < 0)
+		return status_errno(st, errno, "setgid %ld", (long)gid);
+	if (setresuid(uid, uid, uid) < 0)
+		return status_errno(st, errno, "setuid %ld", (long)uid);
+	/* Verify: a switch that half worked must not go on. */
+	if (getresuid(&ruid, &euid, &suid) < 0 ||
+	    getresgid(&rgid, &egid, &sgid) < 0 || ruid != uid || euid != uid ||
+	    suid != uid || rgid != gid || egid != gid || sgid != gid ||
+	    setuid(0) == 0)
+		return status_set(st, EX_OSERR, "4.3.0",
+				  "privilege switch to uid %ld did not stick",
+				  (long)uid);
+	return 0;
+}

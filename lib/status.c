@@ -1,0 +1,160 @@
+/*
+ * status: the single mapping of failure classes to exit codes, enhanced
+ * status codes and maillog words.
+ */
+#include "status.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	int exit_code;
+	int temporary;
+	const char *dsn;
+	const char *word;
+} status_table[] = {
+	{ EX_OK, 0, "2.0.0", "Sent" },
+	{ EX_USAGE, 0, "5.5.4", "Usage error" },
+	{ EX_DATAERR, 0, "5.6.0", "Data format error" },
+	{ EX_NOINPUT, 0, "5.3.0", "Cannot open input" },
+	{ EX_NOUSER, 0, "5.1.1", "User unknown" },
+	{ EX_NOHOST, 0, "5.1.2", "Host unknown" },
+	{ EX_UNAVAILABLE, 0, "5.3.0", "Service unavailable" },
+	{ EX_SOFTWARE, 0, "5.3.0", "Internal error" },
+	{ EX_OSERR, 1, "4.3.0", "Deferred" },
+	{ EX_OSFILE, 0, "5.3.5", "Critical OS file missing" },
+	{ EX_CANTCREAT, 0, "5.3.0", "Can't create output" },
+	{ EX_IOERR, 1, "4.3.0", "Deferred" },
+	{ EX_TEMPFAIL, 1, "4.3.0", "Deferred" },
+	{ EX_PROTOCOL, 0, "5.5.0", "Remote protocol error" },
+	{ EX_NOPERM, 0, "5.7.1", "Permission denied" },
+	{ EX_CONFIG, 1, "4.3.5", "Deferred" },
+};
+
+static int
+status_index(int exit_code)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(status_table) / sizeof(status_table[0]); i++)
+		if (status_table[i].exit_code == exit_code)
+			return (int)i;
+	return -1;
+}
+
+void
+status_ok(struct status *st)
+{
+	st->exit_code = EX_OK;
+	snprintf(st->dsn, sizeof(st->dsn), "2.0.0");
+	st->text[0] = '\0';
+}
+
+static void
+status_vset(struct status *st, int exit_code, const char *dsn,
+	    const char *fmt, va_list ap)
+{
+	int i = status_index(exit_code);
+
+	st->exit_code = exit_code;
+	if (dsn == NULL)
+		dsn = i >= 0 ? status_table[i].dsn : "5.3.0";
+	snprintf(st->dsn, sizeof(st->dsn), "%s", dsn);
+	/* A reason cut at STATUS_TEXT_MAX is still a reason. */
+	vsnprintf(st->text, sizeof(st->text), fmt, ap);
+}
+
+int
+status_set(struct status *st, int exit_code, const char *dsn,
+	   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	status_vset(st, exit_code, dsn, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+status_errno(struct status *st, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int code;
+	const char *dsn;
+	size_t len;
+
+	switch (err) {
+	case ENOSPC:
+		code = EX_TEMPFAIL, dsn = "4.3.1";	/* mail system full */
+		break;
+	case EDQUOT:
+		code = EX_TEMPFAIL, dsn = "4.2.2";	/* mailbox full */
+		break;
+	case EFBIG:
+		code = EX_CANTCREAT, dsn = "5.2.2";
+		break;
+	case EACCES:
+	case EPERM:
+	case EROFS:
+		code = EX_TEMPFAIL, dsn = "4.3.0";	/* an admin can fix it */
+		break;
+	default:
+		code = EX_TEMPFAIL, dsn = "4.3.0";
+		break;
+	}
+	va_start(ap, fmt);
+	status_vset(st, code, dsn, fmt, ap);
+	va_end(ap);
+	len = strlen(st->text);
+	snprintf(st->text + len, sizeof(st->text) - len, ": %s", strerror(err));
+	return -1;
+}
+
+int
+status_is_temporary(int exit_code)
+{
+	int i = status_index(exit_code);
+
+	return i >= 0 ? status_table[i].temporary : 0;
+}
+
+int
+status_worse(int a, int b)
+{
+	if (a == EX_OK)
+		return b;
+	if (b == EX_OK)
+		return a;
+	if (status_is_temporary(a))
+		return a;
+	if (status_is_temporary(b))
+		return b;
+	return a;
+}
+
+const char *
+status_word(int exit_code)
+{
+	int i = status_index(exit_code);
+
+	return i >= 0 ? status_table[i].word : "Unknown error";
+}
+
+const char *
+status_stat(const struct status *st, char *out, size_t size)
+{
+	if (st->exit_code == EX_OK)
+		snprintf(out, size, "%s", status_word(EX_OK));
+	else if (status_is_temporary(st->exit_code))
+		snprintf(out, size, "Deferred: %s",
+			 st->text[0] != '\0' ? st->text :
+						status_word(st->exit_code));
+	else
+		snprintf(out, size, "%s",
+			 st->text[0] != '\0' ? st->text :
+						status_word(st->exit_code));
+	return out;
+}
