@@ -32,24 +32,29 @@ CFLAGS ?=
 LDFLAGS ?=
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-fstack-protector-strong -D_GNU_SOURCE \
-	-DSYSCONFDIR='"$(SYSCONFDIR)"' -Ilib -Imda $(OPT_CFLAGS) $(CFLAGS)
+	-DSYSCONFDIR='"$(SYSCONFDIR)"' -DBINDIR='"$(PREFIX)/bin"' \
+	-Ilib -Imda -Ismtpd $(OPT_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(OPT_LDFLAGS) $(LDFLAGS)
 
 # Libraries through pkg-config (evaluated when a recipe needs them, i.e.
 # after 'make deps' has installed them). liblockfile ships no .pc file.
 LOCKFILE_LIBS = $(shell $(PKG_CONFIG) --libs lockfile 2>/dev/null || echo -llockfile)
+CDB_LIBS = $(shell $(PKG_CONFIG) --libs libcdb)
 CUNIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags cunit)
 CUNIT_LIBS = $(shell $(PKG_CONFIG) --libs cunit)
 
+MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c
 LIB_SRC = $(wildcard lib/*.c)
-MDA_SRC = $(filter-out mda/deliver.c,$(wildcard mda/*.c))
+MDA_SRC = $(filter-out $(MAINS),$(wildcard mda/*.c))
+SMTPD_SRC = $(filter-out $(MAINS),$(wildcard smtpd/*.c))
 UNIT_SRC = $(wildcard tests/unit/*.c)
 
 LIB_OBJ = $(LIB_SRC:%.c=$(O)/%.o)
 MDA_OBJ = $(MDA_SRC:%.c=$(O)/%.o)
+SMTPD_OBJ = $(SMTPD_SRC:%.c=$(O)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(O)/%.o)
 
-PROGRAMS = $(B)/deliver
+PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases
 
 .PHONY: all check check-build unit e2e san demo deps install clean
 all: $(PROGRAMS)
@@ -68,14 +73,26 @@ $(O)/libmail.a: $(LIB_OBJ)
 $(O)/libmda.a: $(MDA_OBJ)
 	$(AR) rcs $@ $^
 
+$(O)/libsmtpd.a: $(SMTPD_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/newaliases: $(O)/smtpd/newaliases.o $(O)/libsmtpd.a $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
+
+$(B)/praliases: $(O)/smtpd/praliases.o $(O)/libsmtpd.a $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
+
 $(B)/deliver: $(O)/mda/deliver.o $(O)/libmda.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LOCKFILE_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LOCKFILE_LIBS) $(CDB_LIBS)
 
 $(O)/unit-tests: $(UNIT_OBJ) $(O)/libmda.a $(O)/libmail.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CUNIT_LIBS) $(LOCKFILE_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CUNIT_LIBS) $(LOCKFILE_LIBS) $(CDB_LIBS)
 
--include $(LIB_OBJ:.o=.d) $(MDA_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(O)/mda/deliver.d
+-include $(LIB_OBJ:.o=.d) $(MDA_OBJ:.o=.d) $(SMTPD_OBJ:.o=.d) \
+	$(UNIT_OBJ:.o=.d) $(MAINS:%.c=$(O)/%.d)
 
 deps:
 	@sh contrib/install-deps

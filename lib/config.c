@@ -70,6 +70,9 @@ static const struct config_key config_keys[] = {
 	KEY(recipient_delimiter, KEY_STRING, "+", 0),
 	KEY(sendmail_path, KEY_PATH, "/usr/sbin/sendmail", 0),
 	KEY(tmp_dir, KEY_PATH, "/tmp", 0),
+	KEY(allow_mail_to_commands, KEY_LIST, "alias, forward", 0),
+	KEY(allow_mail_to_files, KEY_LIST, "alias, forward", 0),
+	KEY(command_time_limit, KEY_DURATION, "1000s", 0),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -315,7 +318,7 @@ resolve_paths(const struct config_key *key, const char *value,
 {
 	const char *slash = strrchr(file, '/');
 	struct buf out, dir;
-	char *copy, *save = NULL, *item;
+	char *copy, *save = NULL, *item, *result;
 	int path_like = key->type == KEY_PATH || key->type == KEY_PATHLIST ||
 			(strcmp(key->name, "log") == 0 &&
 			 strcmp(value, "syslog") != 0) ||
@@ -347,7 +350,9 @@ resolve_paths(const struct config_key *key, const char *value,
 	}
 	free(copy);
 	buf_free(&dir);
-	return buf_steal(&out);
+	result = buf_steal(&out);
+	buf_free(&out);	/* buf_steal leaves a new empty buffer behind */
+	return result;
 }
 
 static int

@@ -56,6 +56,9 @@ struct config {
 	char *recipient_delimiter;	/* "+": user+tag */
 	char *sendmail_path;		/* how deliver hands on remote mail */
 	char *tmp_dir;			/* where deliver spools a large message */
+	struct strlist allow_mail_to_commands;	/* alias, forward, include */
+	struct strlist allow_mail_to_files;
+	unsigned command_time_limit;	/* seconds a "|command" may run */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

@@ -9,28 +9,33 @@
 #include <stdio.h>
 #include <string.h>
 
+/* temporary: how our own failures with this code are classed (an I/O or
+ * configuration error of ours never bounces mail). command_dsn: how the
+ * exit code of a command that mail was piped to is read, as Postfix and
+ * sendmail read it (only 71 and 75 ask for a retry). */
 static const struct {
 	int exit_code;
 	int temporary;
 	const char *dsn;
 	const char *word;
+	const char *command_dsn;
 } status_table[] = {
-	{ EX_OK, 0, "2.0.0", "Sent" },
-	{ EX_USAGE, 0, "5.5.4", "Usage error" },
-	{ EX_DATAERR, 0, "5.6.0", "Data format error" },
-	{ EX_NOINPUT, 0, "5.3.0", "Cannot open input" },
-	{ EX_NOUSER, 0, "5.1.1", "User unknown" },
-	{ EX_NOHOST, 0, "5.1.2", "Host unknown" },
-	{ EX_UNAVAILABLE, 0, "5.3.0", "Service unavailable" },
-	{ EX_SOFTWARE, 0, "5.3.0", "Internal error" },
-	{ EX_OSERR, 1, "4.3.0", "Deferred" },
-	{ EX_OSFILE, 0, "5.3.5", "Critical OS file missing" },
-	{ EX_CANTCREAT, 0, "5.3.0", "Can't create output" },
-	{ EX_IOERR, 1, "4.3.0", "Deferred" },
-	{ EX_TEMPFAIL, 1, "4.3.0", "Deferred" },
-	{ EX_PROTOCOL, 0, "5.5.0", "Remote protocol error" },
-	{ EX_NOPERM, 0, "5.7.1", "Permission denied" },
-	{ EX_CONFIG, 1, "4.3.5", "Deferred" },
+	{ EX_OK, 0, "2.0.0", "Sent", "2.0.0" },
+	{ EX_USAGE, 0, "5.5.4", "Usage error", "5.3.0" },
+	{ EX_DATAERR, 0, "5.6.0", "Data format error", "5.6.0" },
+	{ EX_NOINPUT, 0, "5.3.0", "Cannot open input", "5.3.0" },
+	{ EX_NOUSER, 0, "5.1.1", "User unknown", "5.1.1" },
+	{ EX_NOHOST, 0, "5.1.2", "Host unknown", "5.1.2" },
+	{ EX_UNAVAILABLE, 0, "5.3.0", "Service unavailable", "5.3.0" },
+	{ EX_SOFTWARE, 0, "5.3.0", "Internal error", "5.3.0" },
+	{ EX_OSERR, 1, "4.3.0", "Deferred", "4.3.0" },
+	{ EX_OSFILE, 0, "5.3.5", "Critical OS file missing", "5.3.0" },
+	{ EX_CANTCREAT, 0, "5.3.0", "Can't create output", "5.2.0" },
+	{ EX_IOERR, 1, "4.3.0", "Deferred", "5.3.0" },
+	{ EX_TEMPFAIL, 1, "4.3.0", "Deferred", "4.3.0" },
+	{ EX_PROTOCOL, 0, "5.5.0", "Remote protocol error", "5.5.0" },
+	{ EX_NOPERM, 0, "5.7.1", "Permission denied", "5.7.0" },
+	{ EX_CONFIG, 1, "4.3.5", "Deferred", "5.3.5" },
 };
 
 static int
@@ -157,4 +162,42 @@ status_stat(const struct status *st, char *out, size_t size)
 			 st->text[0] != '\0' ? st->text :
 						status_word(st->exit_code));
 	return out;
+}
+
+int
+status_command_exit(struct status *st, int exit_code, const char *output)
+{
+	int i = status_index(exit_code);
+	const char *dsn = i >= 0 ? status_table[i].command_dsn : "5.3.0";
+	int temporary = dsn[0] == '4';
+	char given[16];
+	size_t n = 0;
+
+	if (exit_code == EX_OK) {
+		status_ok(st);
+		return 0;
+	}
+	/* A command may say more precisely what happened: an enhanced status
+	 * code at the start of its output is used, in the class its exit
+	 * status gave. */
+	if (output != NULL && (output[0] == '4' || output[0] == '5') &&
+	    output[1] == '.') {
+		while (n < sizeof(given) - 1 &&
+		       (output[n] == '.' ||
+			(output[n] >= '0' && output[n] <= '9')))
+			n++;
+		memcpy(given, output, n);
+		given[n] = '\0';
+		if (n >= 5 && strchr(given + 2, '.') != NULL &&
+		    given[n - 1] != '.') {
+			given[0] = temporary ? '4' : '5';
+			dsn = given;
+		}
+	}
+	status_set(st, temporary ? EX_TEMPFAIL :
+		   exit_code == EX_NOUSER ? EX_NOUSER : EX_UNAVAILABLE, dsn,
+		   "command failed with exit status %d%s%s", exit_code,
+		   output != NULL && output[0] != '\0' ? ": " : "",
+		   output != NULL ? output : "");
+	return -1;
 }

@@ -35,6 +35,9 @@ int status_is_temporary(int exit_code);
 int status_worse(int a, int b);
 /* "Sent", "Deferred: reason" or the reason itself, as sendmail's stat=. */
 const char *status_word(int exit_code);
+/* Classifies the exit status of a command mail was piped to (Postfix's
+ * reading of sysexits.h); output: the first lines it printed, or NULL. */
+int status_command_exit(struct status *st, int exit_code, const char *output);
 /* The whole stat= text: "Sent", "Deferred: reason", or the reason of a
  * permanent failure (its word when there is no reason). Returns out. */
 const char *status_stat(const struct status *st, char *out, size_t size);

@@ -1,14 +1,18 @@
 /*
- * deliver: the local delivery agent. Reads one message on standard input and
- * delivers it to each recipient; exits 0 when all succeeded, otherwise with
- * the most serious failure (75 outranks permanent codes: nothing is lost).
+ * deliver: the local delivery agent. Reads one message on standard input,
+ * resolves each recipient (virtusertable, aliases, ~/.forward) and delivers
+ * to every final destination, each as its user; exits 0 when all succeeded,
+ * otherwise with the most serious failure (75 outranks permanent codes:
+ * nothing is lost).
  */
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,11 +20,15 @@
 #include "address.h"
 #include "buf.h"
 #include "config.h"
+#include "file.h"
 #include "local.h"
 #include "maillog.h"
 #include "message.h"
 #include "msgform.h"
+#include "pipe.h"
+#include "privs.h"
 #include "qid.h"
+#include "resolve.h"
 #include "status.h"
 
 struct options {
@@ -29,6 +37,7 @@ struct options {
 	const char *extension;
 	const char *queue_id;
 	int direct;		/* -d: no alias or .forward resolution */
+	int verify;		/* -V: print the resolution, deliver nothing */
 };
 
 struct run {
@@ -43,7 +52,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: deliver [-C conf] [-f sender] [-a extension] "
-			"[-d] recipient...\n");
+			"[-d] [-V] recipient...\n");
 	exit(EX_USAGE);
 }
 
@@ -72,84 +81,216 @@ choose_sender(const char *given, const struct message *m, struct buf *out)
 	return 0;
 }
 
+static const char *
+mailer_name(enum dest_kind kind)
+{
+	switch (kind) {
+	case DEST_FILE: return "*file*";
+	case DEST_PIPE: return "prog";
+	case DEST_REMOTE: return "relay";
+	default: return "local";
+	}
+}
+
 static void
-log_result(struct run *run, const char *recipient,
-	   const struct local_user *user, time_t started,
+log_result(struct run *run, const struct dest *d, time_t started,
 	   const struct status *st)
 {
 	char delay[32], xdelay[32], ctl[64] = "", stat[STATUS_TEXT_MAX + 16];
+	const char *to = d->kind == DEST_ERROR ? d->recipient : d->target;
+	struct buf orig, pipe_to;
 	time_t now = time(NULL);
 
+	buf_init(&orig);
+	buf_init(&pipe_to);
+	if (d->kind == DEST_PIPE) {
+		buf_printf(&pipe_to, "|%s", d->target);
+		to = pipe_to.data;
+	}
+	if (strcasecmp(to, d->recipient) != 0)
+		buf_printf(&orig, ", orig_to=<%s>", d->recipient);
 	maillog_delay(delay, sizeof(delay), (long)(now - run->msg.arrival));
 	maillog_delay(xdelay, sizeof(xdelay), (long)(now - started));
-	if (user != NULL && user->name != NULL)
-		snprintf(ctl, sizeof(ctl), " (%ld/%ld)", (long)user->uid,
-			 (long)user->gid);
-	maillog("%s: to=<%s>, ctladdr=<%s>%s, delay=%s, xdelay=%s, "
-		"mailer=local, pri=%lld, dsn=%s, stat=%s",
-		run->queue_id, recipient, run->sender, ctl, delay, xdelay,
+	if (d->user != NULL)
+		snprintf(ctl, sizeof(ctl), " (%ld/%ld)", (long)d->uid,
+			 (long)d->gid);
+	maillog("%s: to=<%s>%s, ctladdr=<%s>%s, delay=%s, xdelay=%s, "
+		"mailer=%s, pri=%lld, dsn=%s, stat=%s",
+		run->queue_id, to, orig.data, d->sender, ctl, delay, xdelay,
+		mailer_name(d->kind),
 		(long long)run->msg.size + 30000LL * (long long)run->nrcpts,
 		st->dsn, status_stat(st, stat, sizeof(stat)));
+	if (st->exit_code != EX_OK)
+		fprintf(stderr, "deliver: %s: %s\n", d->recipient, stat);
+	buf_free(&orig);
+	buf_free(&pipe_to);
 }
 
-/* Delivers to one recipient; may switch users (so: last, or in a child). */
+/* The full original recipient for Delivered-To: local names get the host
+ * name. */
+static void
+qualify(struct run *run, const char *recipient, struct buf *out)
+{
+	const char *text = recipient;
+	size_t len = strlen(text);
+
+	buf_reset(out);
+	address_unbracket(&text, &len);
+	buf_append(out, text, len);
+	if (memchr(text, '@', len) == NULL)
+		buf_printf(out, "@%s", config_hostname(&run->cfg));
+}
+
+/* Mail loops visible in the header: too many Received: fields, or a
+ * Delivered-To: naming this very recipient (RFC 5321 6.3). */
 static int
-deliver_one(struct run *run, const char *recipient, time_t started)
+check_loops(struct run *run, const char *qualified, struct status *st)
+{
+	size_t pos = 0, name_len, value_len;
+	const char *name, *value;
+	size_t hops = message_header_count(&run->msg, "Received");
+
+	if (hops > run->cfg.max_hops)
+		return status_set(st, EX_UNAVAILABLE, "5.4.6",
+				  "too many hops (%zu Received: fields, "
+				  "max_hops %u): mail loop", hops,
+				  run->cfg.max_hops);
+	while (message_header_next(&run->msg, &pos, &name, &name_len, &value,
+				   &value_len)) {
+		if (name_len != 12 || strncasecmp(name, "Delivered-To", 12))
+			continue;
+		while (value_len > 0 && (*value == ' ' || *value == '\t'))
+			value++, value_len--;
+		while (value_len > 0 && (value[value_len - 1] == ' ' ||
+					 value[value_len - 1] == '\t'))
+			value_len--;
+		if (value_len == strlen(qualified) &&
+		    strncasecmp(value, qualified, value_len) == 0)
+			return status_set(st, EX_UNAVAILABLE, "5.4.6",
+					  "mail forwarding loop for %s",
+					  qualified);
+	}
+	return 0;
+}
+
+/* Hands a remote destination to the sendmail command (the queue). */
+static int
+forward_remote(struct run *run, const struct dest *d,
+	       const struct msgform *form, struct status *st)
+{
+	struct pipe_request req;
+	struct buf command;
+	const char *p;
+	int rc;
+
+	/* The address goes into a shell command: it is quoted, and one
+	 * with a quote in it is refused (it cannot come from a table we
+	 * trust, only from a crafted message). */
+	for (p = d->target; *p != '\0'; p++)
+		if (*p == '\'' || (unsigned char)*p < 0x20)
+			return status_set(st, EX_NOUSER, "5.1.3",
+					  "bad address syntax");
+	buf_init(&command);
+	buf_printf(&command, "exec '%s' -oi -f '%s' -- '%s'",
+		   run->cfg.sendmail_path, d->sender, d->target);
+	if (strchr(d->sender, '\'') != NULL) {
+		buf_free(&command);
+		return status_set(st, EX_DATAERR, "5.1.7",
+				  "bad sender address syntax");
+	}
+	memset(&req, 0, sizeof(req));
+	req.command = command.data;
+	req.uid = d->uid;
+	req.gid = d->gid;
+	req.user = d->user;
+	req.home = d->home;
+	req.sender = d->sender;
+	req.recipient = d->recipient;
+	req.timeout = run->cfg.command_time_limit;
+	rc = pipe_deliver(&req, &run->msg, form, st);
+	buf_free(&command);
+	return rc;
+}
+
+/* Delivers to one final destination; may switch users (so: last, or in a
+ * child). Returns the exit code. */
+static int
+deliver_dest(struct run *run, struct dest *d, time_t started)
 {
 	struct status st;
-	struct address addr;
-	struct local_user user;
 	struct msgform form;
 	struct buf delivered_to;
-	size_t user_len, ext_len;
-	const char *ext;
 
 	status_ok(&st);
-	address_init(&addr);
-	memset(&user, 0, sizeof(user));
 	buf_init(&delivered_to);
-	if (address_parse(&addr, recipient, strlen(recipient)) < 0) {
-		status_set(&st, EX_NOUSER, "5.1.3", "Bad recipient address");
-		goto done;
-	}
-	if (addr.domain.len > 0 &&
-	    !config_is_local_domain(&run->cfg, addr.domain.data,
-				    addr.domain.len)) {
-		status_set(&st, EX_NOUSER, "5.1.2",
-			   "not a local domain: %s", addr.domain.data);
-		goto done;
-	}
-	address_split_extension(addr.local.data, addr.local.len,
-				run->cfg.recipient_delimiter[0], &user_len,
-				&ext, &ext_len);
-	if (local_lookup(addr.local.data, user_len, &user, &st) < 0)
-		goto done;
-	/* The full original recipient, extension included. */
-	buf_append(&delivered_to, addr.local.data, addr.local.len);
-	buf_printf(&delivered_to, "@%s",
-		   addr.domain.len > 0 ? addr.domain.data :
-					 config_hostname(&run->cfg));
+	qualify(run, d->recipient, &delivered_to);
 	memset(&form, 0, sizeof(form));
-	form.sender = run->sender;
+	form.sender = d->sender;
 	form.delivered_to = delivered_to.data;
 	form.now = time(NULL);
-	local_deliver_mailbox(&run->cfg, &user, &run->msg, &form, &st);
-done:
-	log_result(run, recipient, &user, started, &st);
-	if (st.exit_code != EX_OK) {
-		char stat[STATUS_TEXT_MAX + 16];
 
-		fprintf(stderr, "deliver: %s: %s\n", recipient,
-			status_stat(&st, stat, sizeof(stat)));
+	switch (d->kind) {
+	case DEST_ERROR:
+		st = d->st;
+		break;
+	case DEST_MAILBOX: {
+		struct local_user user;
+
+		user.name = d->user;
+		user.uid = d->uid;
+		user.gid = d->gid;
+		user.home = d->home;
+		local_deliver_mailbox(&run->cfg, &user, &run->msg, &form, &st);
+		break;
 	}
-	local_user_free(&user);
-	address_free(&addr);
+	case DEST_FILE:
+		if (privs_become(d->uid, d->gid, (gid_t)-1, &st) == 0)
+			file_deliver(d->target, run->cfg.lock_timeout,
+				     &run->msg, &form, &st);
+		break;
+	case DEST_PIPE: {
+		struct pipe_request req;
+
+		memset(&req, 0, sizeof(req));
+		req.command = d->target;
+		req.uid = d->uid;
+		req.gid = d->gid;
+		req.user = d->user;
+		req.home = d->home;
+		req.sender = d->sender;
+		req.recipient = delivered_to.data;
+		req.extension = d->extension;
+		req.timeout = run->cfg.command_time_limit;
+		form.from_line = 1;
+		pipe_deliver(&req, &run->msg, &form, &st);
+		break;
+	}
+	case DEST_REMOTE: {
+		struct passwd *pw = getpwnam(run->cfg.default_privs);
+
+		/* Forwarding runs unprivileged too. */
+		free(d->user);
+		free(d->home);
+		d->user = xstrdup(pw ? pw->pw_name : "nobody");
+		d->uid = pw ? pw->pw_uid : 65534;
+		d->gid = pw ? pw->pw_gid : 65534;
+		d->home = xstrdup("/");
+		if (geteuid() != 0) {
+			d->uid = geteuid();
+			d->gid = getegid();
+		}
+		form.omit_return_path = 1;
+		forward_remote(run, d, &form, &st);
+		break;
+	}
+	}
+	log_result(run, d, started, &st);
 	buf_free(&delivered_to);
 	return st.exit_code;
 }
 
 static int
-deliver_in_child(struct run *run, const char *recipient)
+deliver_in_child(struct run *run, struct dest *d)
 {
 	pid_t pid;
 	int status;
@@ -161,11 +302,11 @@ deliver_in_child(struct run *run, const char *recipient)
 		struct status st;
 
 		status_errno(&st, errno, "fork");
-		log_result(run, recipient, NULL, started, &st);
+		log_result(run, d, started, &st);
 		return st.exit_code;
 	}
 	if (pid == 0)
-		_exit(deliver_one(run, recipient, started));
+		_exit(deliver_dest(run, d, started));
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return EX_OSERR;
@@ -174,30 +315,67 @@ deliver_in_child(struct run *run, const char *recipient)
 	return EX_TEMPFAIL;	/* killed: the caller retries */
 }
 
+/* Resolves every recipient; the loop checks come first. */
+static void
+resolve_all(struct run *run, struct resolver *r, char **recipients, int n)
+{
+	struct buf qualified;
+	int i;
+
+	buf_init(&qualified);
+	for (i = 0; i < n; i++) {
+		struct status st;
+
+		qualify(run, recipients[i], &qualified);
+		if (check_loops(run, qualified.data, &st) < 0) {
+			struct dest d;
+
+			memset(&d, 0, sizeof(d));
+			d.kind = DEST_ERROR;
+			d.target = xstrdup(recipients[i]);
+			d.recipient = xstrdup(recipients[i]);
+			d.sender = xstrdup(run->sender);
+			d.st = st;
+			if (r->count == r->cap) {
+				r->cap = r->cap ? r->cap * 2 : 8;
+				r->dests = xrealloc(r->dests,
+						    r->cap * sizeof(*r->dests));
+			}
+			r->dests[r->count++] = d;
+			continue;
+		}
+		resolve_recipient(r, recipients[i]);
+	}
+	buf_free(&qualified);
+}
+
 int
 main(int argc, char **argv)
 {
 	struct options opt;
 	struct run run;
 	struct status st;
-	struct buf sender;
-	int c, i, result = EX_OK;
+	struct resolver resolver;
+	struct buf sender, trace;
+	int c, result = EX_OK;
+	size_t i;
 
 	memset(&opt, 0, sizeof(opt));
 	memset(&run, 0, sizeof(run));
-	while ((c = getopt(argc, argv, "C:f:a:dQ:")) != -1) {
+	while ((c = getopt(argc, argv, "C:f:a:dQ:V")) != -1) {
 		switch (c) {
 		case 'C': opt.config_path = optarg; break;
 		case 'f': opt.sender = optarg; break;
 		case 'a': opt.extension = optarg; break;
 		case 'd': opt.direct = 1; break;
 		case 'Q': opt.queue_id = optarg; break;
+		case 'V': opt.verify = 1; break;
 		default: usage();
 		}
 	}
 	if (optind >= argc)
 		usage();
-	/* A broken pipe to a reader must not kill a delivery half way. */
+	/* A broken pipe to a command must not kill a delivery half way. */
 	signal(SIGPIPE, SIG_IGN);
 
 	if (config_load(&run.cfg, opt.config_path, opt.config_path != NULL,
@@ -216,35 +394,62 @@ main(int argc, char **argv)
 	else
 		qid_new(run.queue_id, time(NULL));
 
-	if (message_read(&run.msg, STDIN_FILENO, run.cfg.tmp_dir, &st) < 0) {
-		fprintf(stderr, "deliver: %s\n", st.text);
-		maillog("%s: cannot read message: %s", run.queue_id, st.text);
-		result = st.exit_code;
-		goto out;
-	}
 	buf_init(&sender);
-	if (choose_sender(opt.sender, &run.msg, &sender) < 0) {
-		fprintf(stderr, "deliver: bad sender address\n");
-		buf_free(&sender);
-		result = EX_USAGE;
-		goto out;
+	buf_init(&trace);
+	if (opt.verify) {
+		/* Nothing is read: only where mail would go is shown. */
+		buf_puts(&sender, opt.sender ? opt.sender : "");
+	} else {
+		if (message_read(&run.msg, STDIN_FILENO, run.cfg.tmp_dir,
+				 &st) < 0) {
+			fprintf(stderr, "deliver: %s\n", st.text);
+			maillog("%s: cannot read message: %s", run.queue_id,
+				st.text);
+			result = st.exit_code;
+			goto out;
+		}
+		if (choose_sender(opt.sender, &run.msg, &sender) < 0) {
+			fprintf(stderr, "deliver: bad sender address\n");
+			result = EX_USAGE;
+			goto out;
+		}
 	}
 	run.sender = sender.data;
 	run.nrcpts = (size_t)(argc - optind);
-	for (i = optind; i < argc; i++) {
-		int rc;
 
-		/* The last (often the only) recipient needs no child: the
-		 * switch to its user may as well be for good. */
-		if (i == argc - 1)
-			rc = deliver_one(&run, argv[i], time(NULL));
-		else
-			rc = deliver_in_child(&run, argv[i]);
-		result = status_worse(result, rc);
+	resolver_init(&resolver, &run.cfg, run.sender);
+	resolver.direct = opt.direct;
+	resolver.map_flags = MAP_MAY_REBUILD;
+	if (opt.verify)
+		resolver.trace = &trace;
+	resolve_all(&run, &resolver, argv + optind, argc - optind);
+	if (opt.verify) {
+		fputs(trace.data, stdout);
+		for (i = 0; i < resolver.count; i++)
+			result = status_worse(result,
+					      resolver.dests[i].st.exit_code);
+	} else {
+		for (i = 0; i < resolver.count; i++) {
+			struct dest *d = &resolver.dests[i];
+			int rc;
+
+			/* The last destination needs no child: the switch
+			 * to its user may as well be for good. */
+			if (d->kind == DEST_ERROR)
+				rc = deliver_dest(&run, d, time(NULL));
+			else if (i == resolver.count - 1)
+				rc = deliver_dest(&run, d, time(NULL));
+			else
+				rc = deliver_in_child(&run, d);
+			result = status_worse(result, rc);
+		}
 	}
-	buf_free(&sender);
+	resolver_free(&resolver);
 out:
-	message_free(&run.msg);
+	buf_free(&sender);
+	buf_free(&trace);
+	if (!opt.verify)
+		message_free(&run.msg);
 	maillog_close();
 	config_free(&run.cfg);
 	return result;

@@ -297,7 +297,7 @@ open_mbox(const char *path, const struct mbox_options *opts, struct stat *sb,
 			   (unsigned long)sb->st_nlink);
 		goto refuse;
 	}
-	if (sb->st_uid != opts->owner) {
+	if (opts->owner != (uid_t)-1 && sb->st_uid != opts->owner) {
 		status_set(st, EX_TEMPFAIL, "4.2.0",
 			   "%s: mailbox belongs to uid %ld, not %ld: refused",
 			   path, (long)sb->st_uid, (long)opts->owner);

@@ -18,7 +18,7 @@
 struct mbox_options {
 	mode_t create_mode;	/* for a new file: 0600, or 0660 in the spool */
 	gid_t create_gid;	/* group for a new file, or (gid_t)-1 */
-	uid_t owner;		/* the uid the file must belong to */
+	uid_t owner;		/* the uid the file must belong to; -1: any */
 	unsigned lock_timeout;	/* seconds */
 	int dotlock_may_fail;	/* a directory we may not write (a /file) */
 };

@@ -245,8 +245,11 @@ msgform_write(const struct message *m, const struct msgform *form, int fd,
 		else if (form->mbox_tail == 1)
 			buf_puts(&top, "\n");
 		msgform_from_line(&top, form->sender, form->now);
+	} else if (form->from_line) {
+		msgform_from_line(&top, form->sender, form->now);
 	}
-	buf_printf(&top, "Return-Path: <%s>\n", form->sender);
+	if (!form->omit_return_path)
+		buf_printf(&top, "Return-Path: <%s>\n", form->sender);
 	if (form->delivered_to != NULL)
 		buf_printf(&top, "Delivered-To: %s\n", form->delivered_to);
 	emit_text(&w, top.data, top.len);

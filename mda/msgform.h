@@ -17,6 +17,8 @@
 
 struct msgform {
 	int mbox;			/* mbox framing and quoting */
+	int from_line;			/* a "From " line only (for commands) */
+	int omit_return_path;		/* forwarding: no Return-Path: yet */
 	const char *sender;		/* envelope sender; "" = null sender */
 	const char *delivered_to;	/* NULL: no Delivered-To: */
 	time_t now;			/* for the "From " line */

@@ -1,0 +1,305 @@
+"""The throwaway installation the end-to-end tests run deliver in.
+
+A MailRoot is a temporary directory (mode 0755, so that test users can
+traverse it) holding passwd/group files for nss_wrapper, a spool directory
+root:mail 2775, home directories owned by their users, a private tmp_dir and
+a mail.conf. MailRoot.run() executes the real $MAIL_BIN/deliver against it
+and fails the test when a sanitizer reports anything. The helpers below build
+messages, compute the form deliver must store them in, and read mailboxes
+back with python's own mailbox module.
+"""
+
+import base64
+import hashlib
+import mailbox
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MAIL_BIN = Path(os.environ.get("MAIL_BIN") or REPO / "bin").resolve()
+DELIVER = MAIL_BIN / "deliver"
+
+HOSTNAME = "test.example"
+MAIL_GID = 8
+USERS = {"alice": 60001, "bob": 60002, "carol": 60003}
+SENDER = "sender@x.org"
+
+# sysexits.h
+EX_OK, EX_USAGE, EX_NOUSER = 0, 64, 67
+EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 75, 77, 78
+
+# Anything AddressSanitizer, LeakSanitizer or UBSan print means a bug.
+SANITIZER_REPORT = re.compile(
+    r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:|"
+    r"==\d+==(ERROR|WARNING)|SUMMARY: \w+Sanitizer")
+
+
+def is_sanitizer_build():
+    try:
+        return b"__asan_init" in DELIVER.read_bytes()
+    except OSError:
+        return False
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Result:
+    def __init__(self, code, stderr):
+        self.code = code
+        self.stderr = stderr
+
+    def __repr__(self):
+        return f"Result(code={self.code}, stderr={self.stderr!r})"
+
+
+class MailRoot:
+    """One throwaway installation; remove() deletes it."""
+
+    def __init__(self, base=None):
+        self.path = Path(tempfile.mkdtemp(prefix="deliver-e2e-", dir=base))
+        os.chmod(self.path, 0o755)
+        self.spool = self.path / "spool"
+        self.tmp = self.path / "tmp"
+        self.log = self.path / "maillog"
+        self.conf = self.path / "mail.conf"
+        self.passwd = self.path / "passwd"
+        self.group = self.path / "group"
+        self.extra_passwd = []
+        self.spool.mkdir()
+        os.chown(self.spool, 0, MAIL_GID)
+        os.chmod(self.spool, 0o2775)
+        self.tmp.mkdir()
+        os.chmod(self.tmp, 0o1777)
+        for name, uid in USERS.items():
+            home = self.home(name)
+            home.mkdir(parents=True)
+            os.chown(home, uid, uid)
+            os.chmod(home, 0o755)
+        self.write_nss_files()
+        self.configure()
+
+    # -- the installation ------------------------------------------------
+
+    def home(self, user):
+        return self.path / "home" / user
+
+    def mbox(self, user):
+        return self.spool / user
+
+    def maildir(self, user):
+        return self.home(user) / "Maildir"
+
+    def write_nss_files(self):
+        lines = [f"{name}:x:{uid}:{uid}:{name.title()} Example:"
+                 f"{self.home(name)}:/bin/sh\n" for name, uid in USERS.items()]
+        lines.append("root:x:0:0:root:/root:/bin/sh\n")
+        lines.extend(self.extra_passwd)
+        self.passwd.write_text("".join(lines))
+        groups = ["root:x:0:\n", f"mail:x:{MAIL_GID}:\n"]
+        groups += [f"{name}:x:{uid}:\n" for name, uid in USERS.items()]
+        self.group.write_text("".join(groups))
+        os.chmod(self.passwd, 0o644)
+        os.chmod(self.group, 0o644)
+
+    def add_passwd_line(self, line):
+        self.extra_passwd.append(line.rstrip("\n") + "\n")
+        self.write_nss_files()
+
+    def configure(self, *extra_lines):
+        """Writes mail.conf: the base settings plus extra_lines."""
+        lines = [f"hostname = {HOSTNAME}", "spool_dir = spool", "log = maillog",
+                 "tmp_dir = tmp", *extra_lines]
+        self.conf.write_text("\n".join(lines) + "\n")
+        os.chmod(self.conf, 0o644)
+
+    def remove(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- running deliver -------------------------------------------------
+
+    def env(self):
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        return {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LD_PRELOAD": "libnss_wrapper.so",
+            "NSS_WRAPPER_PASSWD": str(self.passwd),
+            "NSS_WRAPPER_GROUP": str(self.group),
+            # nss_wrapper dlopen()s libc with RTLD_DEEPBIND, which the
+            # sanitizer runtime refuses; without it nothing changes.
+            "NSS_WRAPPER_DISABLE_DEEPBIND": "1",
+            # nss_wrapper is preloaded ahead of the ASan runtime.
+            "ASAN_OPTIONS": (asan + ":" if asan else "")
+            + "verify_asan_link_order=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+        }
+
+    def command(self, *args, as_user=None, conf=True):
+        argv = [str(DELIVER)]
+        if conf:
+            argv += ["-C", str(self.conf)]
+        argv += [str(a) for a in args]
+        if as_user is not None:
+            uid = USERS[as_user]
+            argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                    "--clear-groups", "--"] + argv
+        return argv
+
+    def run(self, *args, message=b"", stdin=None, as_user=None, conf=True,
+            timeout=120):
+        """Runs deliver with message (or the open file stdin) on its
+        standard input; returns Result(exit code, stderr text)."""
+        proc = subprocess.run(
+            self.command(*args, as_user=as_user, conf=conf),
+            input=None if stdin is not None else message,
+            stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self.env(), timeout=timeout, cwd=self.path)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        check_sanitizer(stderr)
+        return Result(proc.returncode, stderr)
+
+    def popen(self, *args, as_user=None):
+        return subprocess.Popen(
+            self.command(*args, as_user=as_user), stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self.env(), cwd=self.path)
+
+    def log_lines(self):
+        if not self.log.exists():
+            return []
+        return self.log.read_text().splitlines()
+
+    # -- looking at the result -------------------------------------------
+
+    def snapshot(self, exclude=("maillog",)):
+        return tree_snapshot(self.path, exclude)
+
+
+def check_sanitizer(stderr):
+    assert not SANITIZER_REPORT.search(stderr), \
+        "sanitizer report from deliver:\n" + stderr
+
+
+def tree_snapshot(root, exclude=()):
+    """Every entry below root: kind, mode, owner, group and content hash."""
+    root = Path(root)
+    entries = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if rel in exclude:
+                continue
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                content = sha256(path.read_bytes())
+            elif stat.S_ISLNK(st.st_mode):
+                content = os.readlink(path)
+            else:
+                content = None
+            entries[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                            st.st_uid, st.st_gid, st.st_size, content)
+    return entries
+
+
+def feed_slowly(pipe, data, chunk, pause):
+    """Writes data to pipe in chunks with a pause between them, then closes
+    it; returns the writer thread (a slow upstream, e.g. an SMTP client)."""
+    def writer():
+        try:
+            for off in range(0, len(data), chunk):
+                pipe.write(data[off:off + chunk])
+                pipe.flush()
+                if pause:
+                    time.sleep(pause)
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                pipe.close()
+            except BrokenPipeError:
+                pass
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    return thread
+
+
+# -- messages ---------------------------------------------------------------
+
+_counter = 0
+_counter_lock = threading.Lock()
+
+
+def make_message(body, subject="test", to="alice@test.example",
+                 sender=SENDER, extra_headers=(), newline=b"\n"):
+    """A message with a unique Message-ID; body is bytes with LF line ends
+    (converted to newline)."""
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        n = _counter
+    headers = [f"From: Sender <{sender}>", f"To: {to}", f"Subject: {subject}",
+               f"Message-ID: <{os.getpid()}.{n}.{time.time_ns()}@x.org>",
+               *extra_headers]
+    text = ("\n".join(headers) + "\n\n").encode() + body
+    if newline != b"\n":
+        text = text.replace(b"\n", newline)
+    return text
+
+
+def big_body(size):
+    """About size bytes of random base64 in 76-column lines (never a line
+    that mbox quoting would touch)."""
+    return base64.encodebytes(os.urandom(size * 3 // 4))
+
+
+def stored_form(message, recipient, sender=SENDER):
+    """What deliver writes for message (LF line ends, no From_ line):
+    Return-Path and Delivered-To first, then the message."""
+    return (b"Return-Path: <%s>\nDelivered-To: %s\n"
+            % (sender.encode(), recipient.encode())) + message
+
+
+def mboxrd_quote(data):
+    return re.sub(rb"(?m)^(>*From )", rb">\1", data)
+
+
+def body_of(stored):
+    """The body of a stored message: everything after the first empty
+    line."""
+    head, sep, body = stored.partition(b"\n\n")
+    assert sep, f"no header/body separator in {stored[:200]!r}"
+    return body
+
+
+FROM_LINE = re.compile(
+    r"^From (\S+) (Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"[ \d]\d \d\d:\d\d:\d\d \d{4}$")
+
+
+def read_mbox(path):
+    """[(From_ line without "From ", stored bytes)] read by mailbox.mbox."""
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        return [(box[key].get_from(), box.get_bytes(key))
+                for key in box.keys()]
+    finally:
+        box.close()
+
+
+def read_maildir(path):
+    """{file name in new/: bytes} read by mailbox.Maildir."""
+    box = mailbox.Maildir(str(path), factory=None, create=False)
+    out = {}
+    for key in box.keys():
+        out[os.path.basename(box._lookup(key))] = box.get_bytes(key)
+    return out
