@@ -289,30 +289,96 @@ deliver_dest(struct run *run, struct dest *d, time_t started)
 	return st.exit_code;
 }
 
-static int
-deliver_in_child(struct run *run, struct dest *d)
-{
-	pid_t pid;
-	int status;
-	time_t started = time(NULL);
+/* Children delivering at once: enough to overlap their fsyncs, few enough
+ * not to swamp a host when a list has thousands of members. */
+#define MAX_CHILDREN 4
 
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
+struct child {
+	pid_t pid;
+	struct dest *dest;
+	time_t started;
+};
+
+static int
+reap_one(struct run *run, struct child *children, size_t *running)
+{
+	int status, code;
+	pid_t pid;
+	size_t i;
+
+	for (;;) {
+		pid = waitpid(-1, &status, 0);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			*running = 0;
+			return EX_OSERR;
+		}
+		for (i = 0; i < *running; i++)
+			if (children[i].pid == pid)
+				break;
+		if (i < *running)
+			break;
+	}
+	if (WIFEXITED(status)) {
+		code = WEXITSTATUS(status);
+	} else {
 		struct status st;
 
-		status_errno(&st, errno, "fork");
-		log_result(run, d, started, &st);
-		return st.exit_code;
+		/* Killed: the caller retries. */
+		status_set(&st, EX_TEMPFAIL, "4.3.0",
+			   "delivery process died with signal %d",
+			   WTERMSIG(status));
+		log_result(run, children[i].dest, children[i].started, &st);
+		code = EX_TEMPFAIL;
 	}
-	if (pid == 0)
-		_exit(deliver_dest(run, d, started));
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return EX_OSERR;
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return EX_TEMPFAIL;	/* killed: the caller retries */
+	children[i] = children[--*running];
+	return code;
+}
+
+/* Delivers to every destination: the last one in this process (its user
+ * switch may as well be for good), the others in children. */
+static int
+deliver_all(struct run *run, struct resolver *r)
+{
+	struct child children[MAX_CHILDREN];
+	size_t running = 0, i;
+	int result = EX_OK;
+
+	for (i = 0; i < r->count; i++) {
+		struct dest *d = &r->dests[i];
+		time_t started = time(NULL);
+		pid_t pid;
+
+		if (d->kind == DEST_ERROR || i == r->count - 1) {
+			result = status_worse(result,
+					      deliver_dest(run, d, started));
+			continue;
+		}
+		if (running == MAX_CHILDREN)
+			result = status_worse(result, reap_one(run, children,
+							       &running));
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0) {
+			struct status st;
+
+			status_errno(&st, errno, "fork");
+			log_result(run, d, started, &st);
+			result = status_worse(result, st.exit_code);
+			continue;
+		}
+		if (pid == 0)
+			_exit(deliver_dest(run, d, started));
+		children[running].pid = pid;
+		children[running].dest = d;
+		children[running].started = started;
+		running++;
+	}
+	while (running > 0)
+		result = status_worse(result,
+				      reap_one(run, children, &running));
+	return result;
 }
 
 /* Resolves every recipient; the loop checks come first. */
@@ -429,20 +495,7 @@ main(int argc, char **argv)
 			result = status_worse(result,
 					      resolver.dests[i].st.exit_code);
 	} else {
-		for (i = 0; i < resolver.count; i++) {
-			struct dest *d = &resolver.dests[i];
-			int rc;
-
-			/* The last destination needs no child: the switch
-			 * to its user may as well be for good. */
-			if (d->kind == DEST_ERROR)
-				rc = deliver_dest(&run, d, time(NULL));
-			else if (i == resolver.count - 1)
-				rc = deliver_dest(&run, d, time(NULL));
-			else
-				rc = deliver_in_child(&run, d);
-			result = status_worse(result, rc);
-		}
+		result = deliver_all(&run, &resolver);
 	}
 	resolver_free(&resolver);
 out:

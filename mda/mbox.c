@@ -253,7 +253,8 @@ static int
 open_mbox(const char *path, const struct mbox_options *opts, struct stat *sb,
 	  struct status *st)
 {
-	int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+	/* Read access too: tail_state() must see how the file ends. */
+	int flags = O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
 		    O_NONBLOCK;	/* a FIFO must not block us */
 	int fd, tries;
 
@@ -303,7 +304,7 @@ open_mbox(const char *path, const struct mbox_options *opts, struct stat *sb,
 			   path, (long)sb->st_uid, (long)opts->owner);
 		goto refuse;
 	}
-	fcntl(fd, F_SETFL, O_WRONLY | O_APPEND);
+	fcntl(fd, F_SETFL, O_APPEND);
 	return fd;
 refuse:
 	close(fd);

@@ -114,12 +114,50 @@ class MailRoot:
         self.extra_passwd.append(line.rstrip("\n") + "\n")
         self.write_nss_files()
 
+    # Every path deliver might touch lives in the root: the host's
+    # /etc/aliases, tables and MTA are never read, rebuilt or called.
+    BASE_CONF = [f"hostname = {HOSTNAME}", "spool_dir = spool",
+                 "log = maillog", "tmp_dir = tmp", "aliases = aliases",
+                 "virtusertable = virtusertable", "mailertable = mailertable",
+                 "access = access", "queue_dir = queue",
+                 "statistics = statistics", "sendmail_path = relay/sendmail"]
+
     def configure(self, *extra_lines):
-        """Writes mail.conf: the base settings plus extra_lines."""
-        lines = [f"hostname = {HOSTNAME}", "spool_dir = spool", "log = maillog",
-                 "tmp_dir = tmp", *extra_lines]
+        """Writes mail.conf: the base settings plus extra_lines; returns
+        the line number of the first extra line."""
+        lines = [*self.BASE_CONF, *extra_lines]
         self.conf.write_text("\n".join(lines) + "\n")
         os.chmod(self.conf, 0o644)
+        return len(self.BASE_CONF) + 1
+
+    def install_relay_stub(self):
+        """A sendmail_path that records what deliver hands on: one
+        directory per call with argv, uid and the message."""
+        relay = self.path / "relay"
+        relay.mkdir(exist_ok=True)
+        os.chmod(relay, 0o1777)
+        stub = relay / "sendmail"
+        stub.write_text(
+            "#!/bin/sh\n"
+            "d=$(mktemp -d \"$(dirname \"$0\")/call.XXXXXX\")\n"
+            "chmod 755 \"$d\"\n"
+            "printf '%s\\n' \"$@\" > \"$d/argv\"\n"
+            "id -u > \"$d/uid\"\n"
+            "cat > \"$d/message\"\n")
+        os.chmod(stub, 0o755)
+        return relay
+
+    def relay_calls(self):
+        relay = self.path / "relay"
+        if not relay.exists():
+            return []
+        calls = []
+        for call in sorted(relay.glob("call.*")):
+            calls.append({
+                "argv": (call / "argv").read_text().splitlines(),
+                "uid": int((call / "uid").read_text()),
+                "message": (call / "message").read_bytes()})
+        return calls
 
     def remove(self):
         shutil.rmtree(self.path, ignore_errors=True)
@@ -189,14 +227,15 @@ def check_sanitizer(stderr):
 
 
 def tree_snapshot(root, exclude=()):
-    """Every entry below root: kind, mode, owner, group and content hash."""
+    """Every entry below root (but those in or below exclude): kind, mode,
+    owner, group, size and content hash."""
     root = Path(root)
     entries = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
             rel = str(path.relative_to(root))
-            if rel in exclude:
+            if any(rel == e or rel.startswith(e + "/") for e in exclude):
                 continue
             st = path.lstat()
             if stat.S_ISREG(st.st_mode):

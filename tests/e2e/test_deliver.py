@@ -441,20 +441,25 @@ def test_unwritable_mailbox_75_outranks_unknown_user_67(root, order):
 
 # -- 4. hostile recipient names -----------------------------------------------
 
-HOSTILE = ["../x", "-x", "a/b", ".", "..", "nosuchuser", "alice@other.domain",
-           "alice/../bob", "bob\nX-Injected: yes", "alice@", "@test.example",
-           "<>", "~alice", "alice:x"]
+HOSTILE = ["../x", "-x", "a/b", ".", "..", "nosuchuser", "alice/../bob",
+           "bob\nX-Injected: yes", "alice@", "@test.example", "<>", "~alice",
+           "alice:x", "../x@test.example"]
+# The same names in the passwd file, as root: only deliver's own checks
+# stand between them and a file written outside the spool.
+HOSTILE_PASSWD = ["../x", "-x", "a/b", ".", "..", "~alice"]
 
 
+def add_hostile_users(root):
+    for name in HOSTILE_PASSWD:
+        root.add_passwd_line(f"{name}:x:0:0::{root.path}/evil:/bin/sh")
+
+
+@pytest.mark.parametrize("mode", [[], ["-d"]], ids=["resolve", "direct"])
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hostile_recipient_exits_67_and_creates_nothing(root, name):
-    # The same names in the passwd file (as root!): only deliver's own
-    # checks stand between them and a file written outside the spool.
-    for hostile in ("../x", "-x", "a/b", ".", "..", "~alice", "alice:x"):
-        if ":" not in hostile:
-            root.add_passwd_line(f"{hostile}:x:0:0::{root.path}/evil:/bin/sh")
+def test_hostile_recipient_exits_67_and_creates_nothing(root, name, mode):
+    add_hostile_users(root)
     before = root.snapshot()
-    result = root.run("-f", SENDER, "--", name,
+    result = root.run("-f", SENDER, *mode, "--", name,
                       message=make_message(b"hostile\n"))
     assert result.code == EX_NOUSER, result
     assert root.snapshot() == before
@@ -464,10 +469,41 @@ def test_hostile_recipient_exits_67_and_creates_nothing(root, name):
     assert re.search(r"dsn=5\.1\.\d, stat=", lines[0]), lines[0]
 
 
-def test_hostile_recipient_beside_a_real_one(root):
+def test_non_local_domain_with_d_exits_67_and_creates_nothing(root):
+    relay = root.install_relay_stub()
+    before = root.snapshot()
+    result = root.run("-f", SENDER, "-d", "alice@other.domain",
+                      message=make_message(b"not for us\n"))
+    assert result.code == EX_NOUSER, result
+    assert root.snapshot() == before
+    assert root.relay_calls() == []
+    assert relay.exists()
+    assert "dsn=5.1.2" in root.log_lines()[-1]
+
+
+def test_non_local_domain_is_only_handed_to_sendmail_unprivileged(root):
+    # Full resolution hands a remote address to sendmail_path (here a
+    # stub that records the call), as the default_privs user, never root.
+    root.install_relay_stub()
+    before = root.snapshot(exclude=("maillog", "relay"))
+    message = make_message(b"not for us\n")
+    result = root.run("-f", SENDER, "alice@other.domain", message=message)
+    assert result.code == EX_OK, result
+    assert root.snapshot(exclude=("maillog", "relay")) == before
+    calls = root.relay_calls()
+    assert len(calls) == 1
+    assert calls[0]["uid"] != 0
+    assert calls[0]["argv"][-1] == "alice@other.domain"
+    assert SENDER in calls[0]["argv"]
+    assert calls[0]["message"].endswith(b"\n\nnot for us\n")
+
+
+@pytest.mark.parametrize("mode", [[], ["-d"]], ids=["resolve", "direct"])
+def test_hostile_recipient_beside_a_real_one(root, mode):
+    add_hostile_users(root)
     before = root.snapshot()
     message = make_message(b"one good, two bad\n")
-    result = root.run("-f", SENDER, "--", "../x", "alice", "-x",
+    result = root.run("-f", SENDER, *mode, "--", "../x", "alice", "-x",
                       message=message)
     assert result.code == EX_NOUSER, result
     after = root.snapshot()
@@ -618,12 +654,12 @@ def test_maillog_deferred_delivery(root):
 
 
 def test_unknown_config_key_exits_78_naming_file_and_line(root):
-    root.configure("mailbox = $spool_dir/%u", "# a comment", "",
-                   "no_such_key = 1")
+    first = root.configure("mailbox = $spool_dir/%u", "# a comment", "",
+                           "no_such_key = 1")
     before = root.snapshot()
     result = root.run("-f", SENDER, "alice", message=make_message(b"x\n"))
     assert result.code == EX_CONFIG, result
-    assert "mail.conf:8" in result.stderr, result.stderr
+    assert f"mail.conf:{first + 3}:" in result.stderr, result.stderr
     assert "no_such_key" in result.stderr
     assert root.snapshot() == before
 
@@ -639,11 +675,11 @@ def test_unknown_config_key_exits_78_naming_file_and_line(root):
     "this line has no equals sign",
 ])
 def test_bad_config_value_exits_78_naming_file_and_line(root, line):
-    root.configure("# line 5", line)
+    first = root.configure("# a comment", line)
     before = root.snapshot()
     result = root.run("-f", SENDER, "alice", message=make_message(b"x\n"))
     assert result.code == EX_CONFIG, result
-    assert "mail.conf:6" in result.stderr, result.stderr
+    assert f"mail.conf:{first + 1}:" in result.stderr, result.stderr
     assert root.snapshot() == before
 
 
