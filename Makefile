@@ -43,7 +43,7 @@ CDB_LIBS = $(shell $(PKG_CONFIG) --libs libcdb)
 CUNIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags cunit)
 CUNIT_LIBS = $(shell $(PKG_CONFIG) --libs cunit)
 
-MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c
+MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c smtpd/sendmail.c
 LIB_SRC = $(wildcard lib/*.c)
 MDA_SRC = $(filter-out $(MAINS),$(wildcard mda/*.c))
 SMTPD_SRC = $(filter-out $(MAINS),$(wildcard smtpd/*.c))
@@ -54,7 +54,7 @@ MDA_OBJ = $(MDA_SRC:%.c=$(O)/%.o)
 SMTPD_OBJ = $(SMTPD_SRC:%.c=$(O)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(O)/%.o)
 
-PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases
+PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases $(B)/sendmail
 
 .PHONY: all check check-build unit e2e san demo deps install clean
 all: $(PROGRAMS)
@@ -81,6 +81,10 @@ $(B)/newaliases: $(O)/smtpd/newaliases.o $(O)/libsmtpd.a $(O)/libmail.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
 
 $(B)/praliases: $(O)/smtpd/praliases.o $(O)/libsmtpd.a $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
+
+$(B)/sendmail: $(O)/smtpd/sendmail.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
 

@@ -7,7 +7,8 @@
 # Environment: DELIVER (the binary; default bin/deliver of this tree),
 # PROCMAIL (default /usr/bin/procmail), SEED (1), ROUNDS (1; with more,
 # the summary shows medians), STDIN (pipe or file; pipe as an MTA does),
-# NOSYNC (1 = also run both with libeatmydata, i.e. with fsync turned off;
+# DELIVER_FLAGS (extra flags for deliver, e.g. -d: no alias or .forward
+# resolution, as procmail -d), NOSYNC (1 = also run both with libeatmydata, i.e. with fsync turned off;
 # the default when the library is installed), BENCH_TMP (where the
 # throwaway root goes, default /tmp: keep it on the disk you care about,
 # not tmpfs, or fsync costs nothing), KEEP=1 (keep the throwaway root).
@@ -26,9 +27,9 @@
 #   Maildir: neither locks.
 # - One warm-up of 5 messages each before timing (binaries, libraries and
 #   the message files in the page cache), into the same mailbox, so that
-#   the timed run never starts on an empty mbox: procmail sleeps 1 s after
-#   its first write into an empty mbox (so that a reader sees the new mail
-#   by its times), which would dominate a short run.
+#   the timed run never starts on a new mbox: procmail sleeps 1 s after
+#   its first byte when the mbox's mtime equals its atime, in practice on a
+#   new or empty one (its NFS atime hack), which would dominate a short run.
 # - Durability differs and is reported, not hidden: deliver fdatasync()s
 #   the mbox, or fsync()s the maildir file and then the new/ directory
 #   (without the latter a rename may vanish in a crash). Debian's procmail
@@ -36,7 +37,12 @@
 #   With NOSYNC the same runs are repeated with fsync made a no-op in both,
 #   which compares the code paths alone.
 # - procmail runs in -m mode with an rcfile, as the calling user; deliver
-#   with "-C conf -f sender root". A test user through nss_wrapper is not
+#   with "-C conf -f sender root", so it also resolves the recipient
+#   (virtusertable, aliases, ~root/.forward), against empty tables in the
+#   throwaway root: the host's /etc/aliases is neither read nor compiled.
+#   With DELIVER_FLAGS=-d it skips that, as procmail -d would.
+# - A baseline row runs /bin/true the same way: the cost of fork, exec and
+#   the dynamic loader that every row pays. A test user through nss_wrapper is not
 #   used: procmail -d clears its environment before it looks the user up,
 #   so the wrapper cannot reach it, and -m never switches users anyway.
 set -eu
@@ -56,6 +62,15 @@ NOSYNC=${NOSYNC:-$([ -n "$EATMYDATA" ] && echo 1 || echo 0)}
 [ -x "$DELIVER" ] || { echo "no deliver at $DELIVER: run make, or set DELIVER" >&2; exit 1; }
 [ -x "$PROCMAIL" ] || { echo "no procmail at $PROCMAIL (apt-get install procmail)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "run as root (both programs deliver to root's files)" >&2; exit 1; }
+DELIVER_FLAGS=${DELIVER_FLAGS:-}
+case " $DELIVER_FLAGS " in
+*" -d "*) ;;
+*)	ROOT_HOME=$(getent passwd root | cut -d: -f6)
+	if [ -e "$ROOT_HOME/.forward" ]; then
+		echo "$ROOT_HOME/.forward exists: deliver would forward root's mail; use DELIVER_FLAGS=-d" >&2
+		exit 1
+	fi ;;
+esac
 if [ "$NOSYNC" = 1 ] && [ -z "$EATMYDATA" ]; then
 	echo "NOSYNC=1 needs libeatmydata (apt-get install eatmydata)" >&2
 	exit 1
@@ -89,12 +104,15 @@ setup() {
 		pdefault=$2/procmail/Maildir/
 		precipe=':0'
 	fi
-	# hostname is set so that neither program depends on the resolver.
+	# hostname is set so that neither program depends on the resolver;
+	# the tables do not exist (empty), so that the host's are not used.
 	cat > "$2/mail.conf" <<EOF
 hostname = bench.example
 spool_dir = $2/deliver
 mailbox = $dmbox
 log = $2/deliver.log
+aliases = $2/aliases
+virtusertable = $2/virtusertable
 EOF
 	cat > "$2/procmailrc" <<EOF
 LOGFILE=$2/procmail.log
@@ -118,7 +136,7 @@ run() {
 	label=$1 format=$2 preload=$3
 	case $label in
 	deliver*) who=deliver
-		cmd="$DELIVER -C @DIR@/mail.conf -f $SENDER root" ;;
+		cmd="$DELIVER -C @DIR@/mail.conf $DELIVER_FLAGS -f $SENDER root" ;;
 	procmail*) who=procmail
 		pm=$PROCMAIL
 		[ -z "$preload" ] || pm=$ROOT/procmail-nosuid
@@ -127,7 +145,7 @@ run() {
 	dir=$ROOT/$format
 	setup "$format" "$dir"
 	# The warm-up goes into the same mailbox: the timed run never writes
-	# to an empty mbox, into which procmail's first write sleeps 1 s.
+	# to a new mbox, where procmail's first write sleeps 1 s.
 	for limit in "-n 5" ""; do
 		# shellcheck disable=SC2086 # cmd and limit are word lists
 		env ${preload:+LD_PRELOAD=$preload} "$ROOT/spawn" $SPAWN_MODE \
@@ -143,10 +161,12 @@ run() {
 	cat "$ROOT/line"
 }
 
-echo "deliver:  $DELIVER"
+echo "deliver:  $DELIVER $DELIVER_FLAGS"
 echo "procmail: $PROCMAIL ($("$PROCMAIL" -v 2>&1 | head -n 1))"
 echo "messages: $N (seed $SEED), stdin: $STDIN, rounds: $ROUNDS, root: $ROOT"
 echo
+"$ROOT/spawn" $SPAWN_MODE -l "baseline(/bin/true)" "$ROOT/msgs" /bin/true |
+	tee -a "$RESULTS"
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
 	for format in mbox maildir; do

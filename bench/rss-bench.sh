@@ -10,6 +10,9 @@
 # (/usr/bin/procmail; measured for reference, PROCMAIL=none to skip),
 # LIMIT_KIB (8192), BENCH_TMP (/tmp), KEEP=1 (keep the throwaway root).
 #
+# deliver runs with -d (no alias or .forward resolution, which does not
+# touch the message) so that root's own .forward cannot interfere.
+#
 # The peak comes from wait4()'s ru_maxrss for the child, taken by the C
 # driver bench/spawn.c: forked from that small process, the memory a child
 # had before exec (which ru_maxrss also counts) stays below 1.5 MiB.
@@ -53,12 +56,14 @@ hostname = bench.example
 mailbox = $box
 log = $ROOT/deliver.log
 tmp_dir = $ROOT/tmp
+aliases = $ROOT/aliases
+virtusertable = $ROOT/virtusertable
 EOF
 	lock=
 	[ "$2" = maildir ] || lock=:
 	printf 'DEFAULT=%s\n:0%s\n$DEFAULT\n' "$box" "$lock" > "$ROOT/procmailrc"
 	if [ "$1" = deliver ]; then
-		set -- "$@" "$DELIVER" -C "$ROOT/mail.conf" -f "$SENDER" root
+		set -- "$@" "$DELIVER" -C "$ROOT/mail.conf" -d -f "$SENDER" root
 	else
 		set -- "$@" "$PROCMAIL" -m -f "$SENDER" "$ROOT/procmailrc"
 	fi

@@ -36,6 +36,10 @@ struct config_key {
 	unsigned minimum;	/* for KEY_COUNT */
 };
 
+#ifndef BINDIR
+#define BINDIR "/usr/local/bin"
+#endif
+
 #define KEY(name, type, fallback, minimum) \
 	{ #name, type, offsetof(struct config, name), fallback, minimum }
 
@@ -73,6 +77,7 @@ static const struct config_key config_keys[] = {
 	KEY(allow_mail_to_commands, KEY_LIST, "alias, forward", 0),
 	KEY(allow_mail_to_files, KEY_LIST, "alias, forward", 0),
 	KEY(command_time_limit, KEY_DURATION, "1000s", 0),
+	KEY(deliver_path, KEY_PATH, BINDIR "/deliver", 0),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -59,6 +59,7 @@ struct config {
 	struct strlist allow_mail_to_commands;	/* alias, forward, include */
 	struct strlist allow_mail_to_files;
 	unsigned command_time_limit;	/* seconds a "|command" may run */
+	char *deliver_path;		/* the local delivery agent */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

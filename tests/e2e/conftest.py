@@ -17,8 +17,8 @@ import harness
 
 
 def pytest_report_header(config):
-    kind = "sanitizer build" if harness.is_sanitizer_build() else "normal build"
-    return f"deliver under test: {harness.DELIVER} ({kind})"
+    kind = "sanitizer" if harness.is_sanitizer_build() else "normal"
+    return f"deliver under test: {harness.DELIVER} ({kind} build)"
 
 
 def pytest_collection_modifyitems(config, items):

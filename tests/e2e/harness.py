@@ -57,6 +57,9 @@ class Result:
         self.code = code
         self.stderr = stderr
 
+    def __iter__(self):
+        return iter((self.code, self.stderr))
+
     def __repr__(self):
         return f"Result(code={self.code}, stderr={self.stderr!r})"
 
@@ -336,9 +339,8 @@ def read_mbox(path):
 
 
 def read_maildir(path):
-    """{file name in new/: bytes} read by mailbox.Maildir."""
+    """{key: bytes} for the messages mailbox.Maildir sees (new/ and cur/).
+    The key is the file name up to any ":info" part: here the whole name,
+    for deliver writes none."""
     box = mailbox.Maildir(str(path), factory=None, create=False)
-    out = {}
-    for key in box.keys():
-        out[os.path.basename(box._lookup(key))] = box.get_bytes(key)
-    return out
+    return {key: box.get_bytes(key) for key in box.keys()}

@@ -159,7 +159,8 @@ def test_null_sender_gives_empty_return_path_and_mailer_daemon(root,
     from_line, rest = split_from_line(mbox_bytes(root))
     match = FROM_LINE.match(from_line)
     assert match and match.group(1) == "MAILER-DAEMON", from_line
-    assert rest.startswith(b"Return-Path: <>\nDelivered-To: alice@test.example\n")
+    assert rest.startswith(b"Return-Path: <>\n"
+                           b"Delivered-To: alice@test.example\n")
     stored = read_mbox(root.mbox("alice"))[0][1]
     assert parse(stored).get_all("Return-Path") == ["<>"]
 
@@ -263,7 +264,8 @@ def test_append_to_mbox_not_ending_in_newline_starts_a_new_message(root):
     assert raw.startswith(old)
     messages = read_mbox(path)
     assert len(messages) == 2
-    assert messages[0][1].startswith(b"Subject: old\n\nold body without newline")
+    assert messages[0][1].startswith(
+        b"Subject: old\n\nold body without newline")
     assert messages[1][1] == stored_form(message, ALICE_TO)
 
 

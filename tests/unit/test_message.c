@@ -23,10 +23,60 @@ pread_is(const struct message *m, off_t offset, const char *want,
 
 	if (got == NULL)
 		return 0;
-	n = message_pread(m, got, len + 1, offset);	/* ask for more */
+	n = message_pread(m, got, len, offset);
 	same = n == (ssize_t)len && memcmp(got, want, len) == 0;
 	free(got);
 	return same;
+}
+
+/* 200 reads at random offsets and of random lengths match text. */
+static int
+random_preads_match(const struct message *m, const char *text, size_t size)
+{
+	int k, bad = 0;
+
+	srand(42);
+	for (k = 0; k < 200; k++) {
+		size_t len = (size_t)rand() % 200000 + 1;
+		off_t offset = (off_t)((size_t)rand() % size);
+
+		if ((size_t)offset + len > size)
+			len = size - (size_t)offset;
+		if (!pread_is(m, offset, text + offset, len))
+			bad++;
+	}
+	return bad == 0;
+}
+
+/* Reads past the end stop there. */
+static void
+assert_pread_stops_at_end(const struct message *m, const char *text)
+{
+	char tail[100];
+
+	CU_ASSERT_EQUAL(message_pread(m, tail, sizeof(tail), m->size - 5), 5);
+	CU_ASSERT_EQUAL(memcmp(tail, text + m->size - 5, 5), 0);
+	CU_ASSERT_EQUAL(message_pread(m, tail, sizeof(tail), m->size), 0);
+	CU_ASSERT_EQUAL(message_pread(m, tail, sizeof(tail), m->size + 9), 0);
+}
+
+/* size bytes: a header, then every byte value (NUL too) in a fixed
+ * pseudo-random order. The caller frees it. */
+static char *
+make_message(size_t size)
+{
+	char *text = malloc(size);
+	unsigned seed = 12345;
+	size_t i;
+
+	if (text == NULL)
+		return NULL;
+	memcpy(text, "Subject: big\n\n", 14);
+	for (i = 14; i < size; i++) {
+		seed = seed * 1103515245u + 12345u;
+		text[i] = (char)(seed >> 16);
+	}
+	return text;
 }
 
 static void
@@ -56,20 +106,13 @@ test_message_small_pipe_stays_in_memory(void)
 static void
 test_message_large_pipe_is_spooled_and_read_back_exactly(void)
 {
-	size_t size = MESSAGE_MEMORY_MAX + 300000 + 17, i;
-	char *text = malloc(size), *dir = fixture_tmpdir();
+	size_t size = MESSAGE_MEMORY_MAX + 300000 + 17;
+	char *text = make_message(size), *dir = fixture_tmpdir();
 	struct message m;
 	struct status st;
-	unsigned seed = 12345;
-	int k, bad = 0;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
-	memcpy(text, "Subject: big\n\n", 14);
-	for (i = 14; i < size; i++) {	/* every byte value, NUL too */
-		seed = seed * 1103515245u + 12345u;
-		text[i] = (char)(seed >> 16);
-	}
 	CU_ASSERT_FATAL(fixture_message(&m, text, size, dir, &st) == 0);
 	CU_ASSERT(m.fd >= 0);
 	CU_ASSERT_EQUAL(m.size, (off_t)size);
@@ -77,57 +120,77 @@ test_message_large_pipe_is_spooled_and_read_back_exactly(void)
 	CU_ASSERT(m.head.len <= MESSAGE_MEMORY_MAX);
 	/* The spool file is unlinked: nothing left in tmp_dir. */
 	CU_ASSERT_EQUAL(fixture_count_entries(dir), 0);
-	srand(42);
-	for (k = 0; k < 200; k++) {
-		size_t len = (size_t)rand() % 200000 + 1;
-		off_t offset = (off_t)((size_t)rand() % size);
-
-		if ((size_t)offset + len > size)
-			len = size - (size_t)offset;
-		if (!pread_is(&m, offset, text + offset, len))
-			bad++;
-	}
-	CU_ASSERT_EQUAL(bad, 0);
-	/* Across the end of what is in memory, and the very end. */
+	CU_ASSERT_TRUE(random_preads_match(&m, text, size));
+	/* Across the end of what is in memory. */
 	CU_ASSERT_TRUE(pread_is(&m, MESSAGE_MEMORY_MAX - 10,
 				text + MESSAGE_MEMORY_MAX - 10, 20));
-	CU_ASSERT_TRUE(pread_is(&m, (off_t)size - 5, text + size - 5, 5));
-	CU_ASSERT_TRUE(pread_is(&m, (off_t)size, "", 0));
+	CU_ASSERT_TRUE(pread_is(&m, 0, text, size));
+	assert_pread_stops_at_end(&m, text);
 	message_free(&m);
 	CU_ASSERT_EQUAL(fixture_rmtree(dir), 0);
 	free(dir);
 	free(text);
 }
 
+/* Reads the message from a file holding skip junk bytes before it, with
+ * the offset of the descriptor moved past them. */
+static int
+read_file_at(struct message *m, const char *dir, const char *text,
+	     size_t size, size_t skip)
+{
+	struct buf path, content;
+	struct status st;
+	int fd, rc = -1;
+
+	buf_init(&path);
+	buf_init(&content);
+	buf_printf(&path, "%s/msg", dir);
+	while (content.len < skip)
+		buf_putc(&content, 'J');
+	buf_append(&content, text, size);
+	if (fixture_write_file(path.data, content.data, content.len) == 0 &&
+	    (fd = open(path.data, O_RDONLY | O_CLOEXEC)) >= 0) {
+		if (lseek(fd, (off_t)skip, SEEK_SET) == (off_t)skip)
+			rc = message_read(m, fd, dir, &st);
+		close(fd);
+	}
+	unlink(path.data);	/* m keeps its own descriptor */
+	buf_free(&content);
+	buf_free(&path);
+	return rc;
+}
+
 static void
 test_message_regular_file_read_from_current_offset(void)
 {
-	static const char text[] = "JUNKJUNKSubject: in place\n\nbody\n";
-	char *dir = fixture_tmpdir();
-	struct buf path;
+	static const char small[] = "Subject: in place\n\nbody\n";
+	size_t size = 3 * 65536 + 99;
+	char *text = make_message(size), *dir = fixture_tmpdir();
 	struct message m;
-	struct status st;
-	int fd;
 
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
-	buf_init(&path);
-	buf_printf(&path, "%s/msg", dir);
-	CU_ASSERT_FATAL(fixture_write_file(path.data, text, strlen(text)) == 0);
-	fd = open(path.data, O_RDONLY | O_CLOEXEC);
-	CU_ASSERT_FATAL(fd >= 0);
-	CU_ASSERT_EQUAL(lseek(fd, 8, SEEK_SET), 8);
-	CU_ASSERT_FATAL(message_read(&m, fd, dir, &st) == 0);
-	close(fd);
-	CU_ASSERT(m.fd >= 0);	/* used where it is */
+	CU_ASSERT_FATAL(read_file_at(&m, dir, text, size, 8) == 0);
+	CU_ASSERT(m.fd >= 0);	/* used where it is, not copied */
 	CU_ASSERT_EQUAL(m.fd_base, 8);
-	CU_ASSERT_EQUAL(m.size, (off_t)strlen(text) - 8);
+	CU_ASSERT_EQUAL(m.size, (off_t)size);
+	CU_ASSERT_EQUAL(m.header_len, 14);
+	CU_ASSERT(m.head.len < size);
+	CU_ASSERT_TRUE(random_preads_match(&m, text, size));
+	CU_ASSERT_TRUE(pread_is(&m, 0, text, size));
+	assert_pread_stops_at_end(&m, text);
+	message_free(&m);
+
+	CU_ASSERT_FATAL(read_file_at(&m, dir, small, strlen(small), 8) == 0);
+	CU_ASSERT_EQUAL(m.size, (off_t)strlen(small));
 	CU_ASSERT_EQUAL(m.header_len, 19);
-	CU_ASSERT_TRUE(pread_is(&m, 0, text + 8, strlen(text) - 8));
+	CU_ASSERT_TRUE(pread_is(&m, 0, small, strlen(small)));
 	CU_ASSERT_TRUE(pread_is(&m, 19, "body\n", 5));
 	message_free(&m);
-	buf_free(&path);
+	CU_ASSERT_EQUAL(fixture_count_entries(dir), 0);
 	CU_ASSERT_EQUAL(fixture_rmtree(dir), 0);
 	free(dir);
+	free(text);
 }
 
 static void
