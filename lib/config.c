@@ -190,9 +190,14 @@ struct raw_values {
 
 /* Expands $key and ${key} references to other keys' raw text. Depth-limited
  * so that "a = $a" is an error and not a hang. */
+static void host_fqdn(struct buf *out);
+
+/* Returns 0, -1 for a bad reference, or -2 with the unknown name in
+ * unknown. lazy_hostname: an empty hostname stays "$hostname" (for
+ * local_domains, matched by config_is_local_domain without a lookup). */
 static int
 expand_value(const struct raw_values *raw, const char *text, struct buf *out,
-	     int depth)
+	     int depth, int lazy_hostname, struct buf *unknown)
 {
 	const char *p = text;
 
@@ -215,19 +220,28 @@ expand_value(const struct raw_values *raw, const char *text, struct buf *out,
 		if (braced && *end != '}')
 			return -1;
 		key = config_find_key(name, (size_t)(end - name));
-		if (key == NULL)
-			return -1;
+		if (key == NULL) {
+			buf_reset(unknown);
+			buf_append(unknown, name, (size_t)(end - name));
+			return -2;
+		}
 		if (strcmp(key->name, "hostname") == 0 &&
 		    raw->text[key - config_keys][0] == '\0') {
-			/* Left for config_hostname(): looking the name up
-			 * costs time that most runs never need. */
-			buf_puts(out, "$hostname");
+			/* Looking the name up costs time that most runs never
+			 * need: local_domains keeps "$hostname" for
+			 * config_is_local_domain(). */
+			if (lazy_hostname)
+				buf_puts(out, "$hostname");
+			else
+				host_fqdn(out);
 			p = end + braced;
 			continue;
 		}
-		if (expand_value(raw, raw->text[key - config_keys], out,
-				 depth + 1) < 0)
-			return -1;
+		int inner = expand_value(raw, raw->text[key - config_keys],
+					 out, depth + 1, lazy_hostname,
+					 unknown);
+		if (inner < 0)
+			return inner;
 		p = end + braced;
 	}
 	return 0;
@@ -446,13 +460,25 @@ config_load(struct config *cfg, const char *path, int must_exist,
 		goto out;
 	for (i = 0; i < NKEYS; i++) {
 		const struct config_key *key = &config_keys[i];
-		struct buf value;
-		int bad;
+		struct buf value, unknown;
+		int bad, expanded;
 
 		buf_init(&value);
-		bad = expand_value(&raw, raw.text[i], &value, 0) < 0 ||
-		      set_value(cfg, key, value.data) < 0;
+		buf_init(&unknown);
+		expanded = expand_value(&raw, raw.text[i], &value, 0,
+				  key->type == KEY_LIST &&
+					  strcmp(key->name, "local_domains") == 0,
+				  &unknown);
+		bad = expanded < 0 || set_value(cfg, key, value.data) < 0;
 		buf_free(&value);
+		if (expanded == -2) {
+			status_set(st, EX_CONFIG, "4.3.5",
+				   "%s:%d: %s: unknown key $%s in the value",
+				   path, raw.line[i], key->name, unknown.data);
+			buf_free(&unknown);
+			goto out;
+		}
+		buf_free(&unknown);
 		if (bad) {
 			if (raw.line[i] > 0)
 				status_set(st, EX_CONFIG, "4.3.5",
@@ -509,34 +535,45 @@ config_free(struct config *cfg)
 	cfg->path = NULL;
 }
 
-const char *
-config_hostname(struct config *cfg)
+/* The host's fully qualified name: gethostname(), looked up only when it
+ * has no dot (/etc/hosts usually knows the full name). */
+static void
+host_fqdn(struct buf *out)
 {
 	char name[256];
 	struct addrinfo hints, *res = NULL;
 
-	if (cfg->hostname != NULL && cfg->hostname[0] != '\0')
-		return cfg->hostname;
 	if (gethostname(name, sizeof(name)) < 0)
 		snprintf(name, sizeof(name), "localhost");
 	name[sizeof(name) - 1] = '\0';
-	free(cfg->hostname);
-	/* Only a name without a dot is looked up: /etc/hosts usually knows
-	 * the full name, and a configured hostname avoids the lookup. */
 	if (strchr(name, '.') == NULL) {
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_flags = AI_CANONNAME;
 		if (getaddrinfo(name, NULL, &hints, &res) == 0 && res != NULL &&
 		    res->ai_canonname != NULL &&
 		    strchr(res->ai_canonname, '.') != NULL) {
-			cfg->hostname = xstrdup(res->ai_canonname);
+			buf_puts(out, res->ai_canonname);
 			freeaddrinfo(res);
-			return cfg->hostname;
+			return;
 		}
 		if (res != NULL)
 			freeaddrinfo(res);
 	}
-	cfg->hostname = xstrdup(name);
+	buf_puts(out, name);
+}
+
+const char *
+config_hostname(struct config *cfg)
+{
+	struct buf name;
+
+	if (cfg->hostname != NULL && cfg->hostname[0] != '\0')
+		return cfg->hostname;
+	buf_init(&name);
+	host_fqdn(&name);
+	free(cfg->hostname);
+	cfg->hostname = buf_steal(&name);
+	buf_free(&name);
 	return cfg->hostname;
 }
 

@@ -133,11 +133,11 @@ status_worse(int a, int b)
 		return b;
 	if (b == EX_OK)
 		return a;
-	if (status_is_temporary(a))
-		return a;
-	if (status_is_temporary(b))
-		return b;
-	return a;
+	/* Temporary outranks permanent; within a class the higher code
+	 * wins, so that the result does not depend on the order. */
+	if (status_is_temporary(a) != status_is_temporary(b))
+		return status_is_temporary(a) ? a : b;
+	return a > b ? a : b;
 }
 
 const char *

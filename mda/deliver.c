@@ -52,7 +52,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: deliver [-C conf] [-f sender] [-a extension] "
-			"[-d] [-V] recipient...\n");
+			"[-d] [-V] [-Q queueid] recipient...\n");
 	exit(EX_USAGE);
 }
 
@@ -450,9 +450,11 @@ main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	if (maillog_open(run.cfg.log, "deliver", run.cfg.hostname, &st) < 0) {
-		fprintf(stderr, "deliver: %s\n", st.text);
-		config_free(&run.cfg);
-		return EX_TEMPFAIL;
+		/* A log we may not write (deliver run as the recipient by
+		 * another MTA) must not stop the mail: syslog takes over. */
+		fprintf(stderr, "deliver: warning: %s; logging to syslog\n",
+			st.text);
+		maillog_open("syslog", "deliver", run.cfg.hostname, &st);
 	}
 	if (opt.queue_id != NULL && qid_valid(opt.queue_id))
 		snprintf(run.queue_id, sizeof(run.queue_id), "%s",

@@ -121,6 +121,47 @@ backoff(unsigned attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* Whether [from, to) holds at most one message: the killed one. We quote
+ * every ">*From " line, so a second line starting with "From " there was
+ * written by someone else. */
+static int
+only_our_message(int fd, off_t from, off_t to)
+{
+	char chunk[65536 + 8];
+	off_t pos = from;
+	size_t carry = 0;
+	int seen_from = 0;
+
+	while (pos < to) {
+		size_t want = sizeof(chunk) - 8;
+		ssize_t n;
+		size_t i;
+
+		if ((off_t)want > to - pos)
+			want = (size_t)(to - pos);
+		n = pread(fd, chunk + carry, want, pos);
+		if (n <= 0)
+			return 0;
+		n += (ssize_t)carry;
+		/* With a carry, its first byte was looked at already. */
+		for (i = carry > 0 ? 1 : 0; i + 5 <= (size_t)n; i++) {
+			int bol = (pos - (off_t)carry + (off_t)i == from) ||
+				  (i > 0 && chunk[i - 1] == '\n');
+
+			if (bol && memcmp(chunk + i, "From ", 5) == 0) {
+				if (seen_from)
+					return 0;
+				seen_from = 1;
+			}
+		}
+		pos += n - (ssize_t)carry;
+		/* Keep the last bytes: a "From " may span chunks. */
+		carry = (size_t)n < 5 ? (size_t)n : 5;
+		memmove(chunk, chunk + n - (ssize_t)carry, carry);
+	}
+	return 1;
+}
+
 /* Rolls back what a killed deliverer left (see the top of this file).
  * Called with the fcntl lock held and before the dot-lock is taken. */
 static void
@@ -152,6 +193,14 @@ recover_killed_append(int fd, const char *path, const char *lock_path)
 	if (fstat(fd, &sb) < 0 || (unsigned long long)sb.st_ino != inode ||
 	    size < 0 || sb.st_size <= (off_t)size)
 		return;
+	if (!only_our_message(fd, (off_t)size, sb.st_size)) {
+		/* Someone appended after the killed delivery (a program that
+		 * uses only fcntl locks): cutting would lose that mail. */
+		maillog("%s: an interrupted delivery (pid %ld) left a partial "
+			"message at offset %lld, followed by other mail: "
+			"left in place", path, pid, size);
+		return;
+	}
 	if (ftruncate(fd, (off_t)size) == 0) {
 		fdatasync(fd);
 		maillog("%s: removed %lld bytes left by an interrupted delivery "

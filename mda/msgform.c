@@ -189,14 +189,19 @@ msgform_from_line(struct buf *out, const char *sender, time_t now)
 static int
 dropped_field(const char *line, size_t len)
 {
-	static const char *const fields[] = { "return-path:",
-					      "content-length:" };
+	static const char *const fields[] = { "return-path",
+					      "content-length" };
 	size_t i;
 
 	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		size_t n = strlen(fields[i]);
 
-		if (len >= n && strncasecmp(line, fields[i], n) == 0)
+		if (len < n || strncasecmp(line, fields[i], n) != 0)
+			continue;
+		/* RFC 822 allowed blanks before the colon. */
+		while (n < len && (line[n] == ' ' || line[n] == '\t'))
+			n++;
+		if (n < len && line[n] == ':')
 			return 1;
 	}
 	return 0;

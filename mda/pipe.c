@@ -159,7 +159,7 @@ pipe_deliver(const struct pipe_request *req, const struct message *m,
 	sigaction(SIGALRM, &sa, &old_sa);
 	memset(&it, 0, sizeof(it));
 	memset(&no_timer, 0, sizeof(no_timer));
-	it.it_value.tv_sec = req->timeout > 0 ? req->timeout : 1;
+	it.it_value.tv_sec = req->timeout;	/* 0: no limit */
 	setitimer(ITIMER_REAL, &it, NULL);
 
 	f.mbox = 0;
