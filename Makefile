@@ -59,13 +59,18 @@ PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases $(B)/sendmail
 .PHONY: all check check-build unit e2e san demo deps install clean
 all: $(PROGRAMS)
 
+# V=1 shows the whole compiler command lines.
+Q = $(if $(V),,@)
+
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(O)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CUNIT_CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(CUNIT_CFLAGS) -MMD -MP -c $< -o $@
 
 $(O)/libmail.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^

@@ -282,8 +282,11 @@ message_header_next(const struct message *m, size_t *pos, const char **name,
 			line_end = nl ? nl : end;
 		}
 		*pos = (size_t)((nl ? nl + 1 : end) - base);
-		if (colon == NULL || colon == p || p[0] == ' ' || p[0] == '\t')
-			continue;	/* not a field: skipped */
+		if (colon == NULL || colon == p || p[0] == ' ' ||
+		    p[0] == '\t') {
+			p = base + *pos;	/* not a field: skipped */
+			continue;
+		}
 		*name = p;
 		*name_len = (size_t)(colon - p);
 		while (*name_len > 0 && (p[*name_len - 1] == ' ' ||

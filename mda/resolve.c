@@ -607,8 +607,10 @@ table_failure(struct resolver *r, const struct top *top,
 }
 
 /* Substitutes %1 (user), %2 (detail) and %3 (+detail) in a virtusertable
- * value. */
-static void
+ * value. The user and detail come from the sender: -1 when one that is
+ * used is not a safe name (a quote, comma, '|' or '/' would make it another
+ * destination, a command or a file). */
+static int
 virtual_subst(const char *value, size_t len, const char *user,
 	      const char *detail, char delimiter, struct buf *out)
 {
@@ -619,6 +621,12 @@ virtual_subst(const char *value, size_t len, const char *user,
 		    value[i + 1] <= '3') {
 			char which = value[++i];
 
+			if (which == '1' ? !address_safe_local(user,
+							       strlen(user))
+					 : detail != NULL && *detail != '\0' &&
+					   !address_safe_local(detail,
+							       strlen(detail)))
+				return -1;
 			if (which == '1')
 				buf_puts(out, user);
 			else if (which == '2')
@@ -631,6 +639,7 @@ virtual_subst(const char *value, size_t len, const char *user,
 			buf_putc(out, value[i]);
 		}
 	}
+	return 0;
 }
 
 /* virtusertable's error:D.S.N:CODE text (or error:CODE text). */
@@ -769,11 +778,13 @@ resolve_address(struct resolver *r, const struct top *top,
 			cycle_text(st, key.data, &expanded);
 			add_error_text(r, top, st, EX_UNAVAILABLE, "5.4.6",
 				       expanded.data);
+		} else if (virtual_subst(value.data, value.len, user.data,
+					 detail.len ? detail.data : NULL,
+					 r->cfg->recipient_delimiter[0],
+					 &expanded) < 0) {
+			add_error_text(r, top, st, EX_NOUSER, "5.1.1",
+				       "User unknown (unsafe name)");
 		} else {
-			virtual_subst(value.data, value.len, user.data,
-				      detail.len ? detail.data : NULL,
-				      r->cfg->recipient_delimiter[0],
-				      &expanded);
 			child = *st;
 			child.parent = st;
 			child.depth = st->depth + 1;
@@ -907,6 +918,10 @@ expand_forward(struct resolver *r, const struct top *top,
 		struct stat sb;
 		enum userfile_result res;
 
+		/* The extension comes from the sender: "+../x" must not
+		 * name a file outside the home directory. */
+		if (attempt == 0 && !address_safe_local(ext, strlen(ext)))
+			continue;
 		buf_reset(&path);
 		buf_printf(&path, "%s/.forward", pw->pw_dir);
 		if (attempt == 0)

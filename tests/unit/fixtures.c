@@ -29,6 +29,21 @@ fixture_suite(const char *name, const struct unit_test *tests, size_t count)
 			return;
 }
 
+void
+fixture_suite_setup(const char *name, const struct unit_test *tests,
+		    size_t count, void (*setup)(void), void (*teardown)(void))
+{
+	CU_pSuite suite = CU_add_suite_with_setup_and_teardown(
+		name, NULL, NULL, setup, teardown);
+	size_t i;
+
+	if (suite == NULL)
+		return;
+	for (i = 0; i < count; i++)
+		if (CU_add_test(suite, tests[i].name, tests[i].run) == NULL)
+			return;
+}
+
 char *
 fixture_tmpdir(void)
 {
@@ -116,6 +131,36 @@ fixture_write_file(const char *path, const void *data, size_t len)
 }
 
 int
+fixture_write_text(const char *path, const char *text)
+{
+	return fixture_write_file(path, text, strlen(text));
+}
+
+int
+fixture_file_is(const char *path, const char *want)
+{
+	struct buf content;
+	int same;
+
+	buf_init(&content);
+	same = fixture_read_file(path, &content) == 0 &&
+	       content.len == strlen(want) &&
+	       memcmp(content.data, want, content.len) == 0;
+	buf_free(&content);
+	return same;
+}
+
+void
+fixture_big_message(struct buf *out, int lines)
+{
+	int i;
+
+	buf_puts(out, "Subject: big\n\n");
+	for (i = 0; i < lines; i++)
+		buf_printf(out, "line %d of a big message\n", i);
+}
+
+int
 fixture_count_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -175,7 +220,9 @@ fixture_in_child(int (*fn)(void *arg), void *arg)
 	if (pid == 0)
 		_exit(fn(arg) & 0xff);	/* _exit: no CUnit or sanitizer
 					 * exit handlers in the child */
-	if (waitpid(pid, &wstatus, 0) < 0 || !WIFEXITED(wstatus))
+	if (waitpid(pid, &wstatus, 0) < 0)
 		return -1;
-	return WEXITSTATUS(wstatus);
+	if (WIFSIGNALED(wstatus))
+		return 128 + WTERMSIG(wstatus);
+	return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
 }

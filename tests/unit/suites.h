@@ -36,6 +36,10 @@ struct unit_test {
 /* Adds a suite to the CUnit registry (errors are left in CU_get_error()). */
 void fixture_suite(const char *name, const struct unit_test *tests,
 		   size_t count);
+/* The same with a setup and a teardown run around every test. */
+void fixture_suite_setup(const char *name, const struct unit_test *tests,
+			 size_t count, void (*setup)(void),
+			 void (*teardown)(void));
 /* A new private directory below $TMPDIR or /tmp; the caller frees the path
  * and removes the directory with fixture_rmtree(). NULL on failure. */
 char *fixture_tmpdir(void);
@@ -45,13 +49,19 @@ int fixture_rmtree(const char *path);
 int fixture_read_file(const char *path, struct buf *out);
 /* Creates or replaces path with exactly data. 0 or -1. */
 int fixture_write_file(const char *path, const void *data, size_t len);
+/* The same for a C string. */
+int fixture_write_text(const char *path, const char *text);
+/* 1 when the file holds exactly want (a C string). */
+int fixture_file_is(const char *path, const char *want);
+/* Appends a message of a header and lines numbered body lines. */
+void fixture_big_message(struct buf *out, int lines);
 /* Entries in a directory, "." and ".." not counted; -1 when unreadable. */
 int fixture_count_entries(const char *dir);
 /* message_read() from a pipe that a child process fills with data. */
 int fixture_message(struct message *m, const void *data, size_t len,
 		    const char *tmp_dir, struct status *st);
 /* Runs fn(arg) in a child and returns its exit status (fn's return value
- * masked to 0..255), or -1 when the child did not exit normally. */
+ * masked to 0..255), 128 + the signal that killed it, or -1. */
 int fixture_in_child(int (*fn)(void *arg), void *arg);
 
 #endif

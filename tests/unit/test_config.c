@@ -202,11 +202,13 @@ test_config_expands_dollar_keys(void)
 		"queue_dir = $spool_dir/queue\n"
 		"mailbox = ${spool_dir}/boxes/%u\n"
 		"hostname = mx.example.org\n"
+		"statistics = /var/stats/$hostname\n"
 		"default_privs = $mail_group\n") == 0);
 	CU_ASSERT_FATAL(config_load(&cfg, cd.file.data, 1, &st) == 0);
 	CU_ASSERT_STRING_EQUAL(cfg.queue_dir, "/srv/mail/queue");
 	CU_ASSERT_STRING_EQUAL(cfg.mailbox, "/srv/mail/boxes/%u");
 	CU_ASSERT_STRING_EQUAL(cfg.default_privs, "mail");
+	CU_ASSERT_STRING_EQUAL(cfg.statistics, "/var/stats/mx.example.org");
 	CU_ASSERT_EQUAL_FATAL(cfg.local_domains.count, 2);
 	CU_ASSERT_STRING_EQUAL(cfg.local_domains.items[0], "mx.example.org");
 	config_free(&cfg);
@@ -234,7 +236,7 @@ test_config_bad_values_name_file_and_line(void)
 	assert_config_error("recipient_delimiter = +-\n", 1,
 			    "recipient_delimiter");
 	assert_config_error("max_hops\n", 1, NULL);
-	assert_config_error("spool_dir = $nonexistent/x\n", 1, "spool_dir");
+	assert_config_error("\nspool_dir = $nonexistent/x\n", 2, "nonexistent");
 	/* A loop is an error, not a hang. */
 	assert_config_error("tmp_dir = $tmp_dir\n", 1, "tmp_dir");
 }

@@ -219,16 +219,14 @@ deliver_with_size_limit(void *arg)
 	struct rlimit rl;
 	struct status st;
 	struct buf big;
-	int i, rc;
+	int rc;
 
 	signal(SIGXFSZ, SIG_IGN);
 	rl.rlim_cur = rl.rlim_max = 1000;
 	if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
 		return 10;
 	buf_init(&big);
-	buf_puts(&big, "Subject: big\n\n");
-	for (i = 0; i < 3000; i++)
-		buf_printf(&big, "line %d of a message that will not fit\n", i);
+	fixture_big_message(&big, 3000);
 	rc = deliver(dir, big.data, NULL, &st);
 	buf_free(&big);
 	if (rc != -1)

@@ -307,6 +307,26 @@ test_message_header_next_iterates_folded_fields(void)
 }
 
 static void
+test_message_header_next_skips_lines_that_are_not_fields(void)
+{
+	static const char text[] = " orphan: continuation\nA: 1\n: no name\n"
+				   "no colon\nB: 2\n\nC: body\n";
+	struct message m;
+	struct status st;
+	size_t pos = 0, nl, vl;
+	const char *n, *v;
+
+	CU_ASSERT_FATAL(fixture_message(&m, text, strlen(text), "/tmp", &st) ==
+			0);
+	CU_ASSERT_EQUAL(message_header_next(&m, &pos, &n, &nl, &v, &vl), 1);
+	CU_ASSERT(nl == 1 && n[0] == 'A' && vl == 2);
+	CU_ASSERT_EQUAL(message_header_next(&m, &pos, &n, &nl, &v, &vl), 1);
+	CU_ASSERT(nl == 1 && n[0] == 'B' && vl == 2);
+	CU_ASSERT_EQUAL(message_header_next(&m, &pos, &n, &nl, &v, &vl), 0);
+	message_free(&m);
+}
+
+static void
 test_message_empty_input_is_an_empty_message(void)
 {
 	struct message m;
@@ -328,6 +348,7 @@ static const struct unit_test tests[] = {
 	UNIT_TEST(test_message_envelope_from_line_is_taken_off),
 	UNIT_TEST(test_message_header_len_with_lf_and_crlf),
 	UNIT_TEST(test_message_header_next_iterates_folded_fields),
+	UNIT_TEST(test_message_header_next_skips_lines_that_are_not_fields),
 	UNIT_TEST(test_message_empty_input_is_an_empty_message),
 };
 

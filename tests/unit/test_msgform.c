@@ -124,12 +124,15 @@ test_msgform_drops_old_return_path_and_content_length(void)
 		    "X-Folded: one\n\ttwo\n"
 		    "return-path:\n\t<also@forged>\n"
 		    "X-Return-Path: kept too\n"
+		    "Return-Path \t: <blanks before the colon>\n"
+		    "Content-Lengthy: kept\n"
 		    "\n"
 		    "Return-Path: in the body stays\n",
 		    &form,
 		    FROM_LINE FIELDS "Subject: kept\n"
 				     "X-Folded: one\n\ttwo\n"
 				     "X-Return-Path: kept too\n"
+				     "Content-Lengthy: kept\n"
 				     "\n"
 				     "Return-Path: in the body stays\n\n");
 }

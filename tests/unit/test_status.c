@@ -53,6 +53,26 @@ test_status_worse_any_failure_outranks_success(void)
 }
 
 static void
+test_status_worse_does_not_depend_on_order(void)
+{
+	static const int codes[] = { EX_OK, EX_USAGE, EX_NOUSER, EX_NOHOST,
+				     EX_UNAVAILABLE, EX_CANTCREAT, EX_IOERR,
+				     EX_TEMPFAIL, EX_NOPERM, EX_CONFIG };
+	size_t i, j, n = sizeof(codes) / sizeof(codes[0]);
+
+	for (i = 0; i < n; i++)
+		for (j = 0; j < n; j++) {
+			int w = status_worse(codes[i], codes[j]);
+
+			CU_ASSERT(w == codes[i] || w == codes[j]);
+			CU_ASSERT_EQUAL(w, status_worse(codes[j], codes[i]));
+		}
+	/* Within a class the higher code wins. */
+	CU_ASSERT_EQUAL(status_worse(EX_NOUSER, EX_NOPERM), EX_NOPERM);
+	CU_ASSERT_EQUAL(status_worse(EX_CONFIG, EX_TEMPFAIL), EX_CONFIG);
+}
+
+static void
 test_status_temporary_classes(void)
 {
 	CU_ASSERT_TRUE(status_is_temporary(EX_TEMPFAIL));
@@ -158,6 +178,7 @@ static const struct unit_test tests[] = {
 	UNIT_TEST(test_status_ok_is_success),
 	UNIT_TEST(test_status_worse_prefers_temporary_failures),
 	UNIT_TEST(test_status_worse_any_failure_outranks_success),
+	UNIT_TEST(test_status_worse_does_not_depend_on_order),
 	UNIT_TEST(test_status_temporary_classes),
 	UNIT_TEST(test_status_errno_maps_disk_and_quota_errors),
 	UNIT_TEST(test_status_set_picks_default_dsn),
