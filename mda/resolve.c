@@ -259,14 +259,26 @@ add_error_text(struct resolver *r, const struct top *top,
 	add_error(r, top, st, &why);
 }
 
+static void
+add_mailbox_pw(struct resolver *r, const struct top *top,
+	       const struct step *st, const struct passwd *pw)
+{
+	struct dest d;
+
+	new_dest(&d, DEST_MAILBOX, pw->pw_name, strlen(pw->pw_name), top, st);
+	d.user = xstrdup(pw->pw_name);
+	d.uid = pw->pw_uid;
+	d.gid = pw->pw_gid;
+	d.home = xstrdup(pw->pw_dir);
+	add_dest(r, st, &d);
+}
+
 /* The mailbox of a local user, with no further expansion. */
 static void
 add_mailbox(struct resolver *r, const struct top *top, const struct step *st,
 	    const char *name, size_t len)
 {
-	struct status why;
 	struct passwd *pw;
-	struct dest d;
 	char *copy;
 
 	if (!address_safe_local(name, len)) {
@@ -275,24 +287,16 @@ add_mailbox(struct resolver *r, const struct top *top, const struct step *st,
 		return;
 	}
 	copy = xstrndup(name, len);
-	errno = 0;
 	pw = getpwnam(copy);
 	if (pw == NULL) {
 		address_lowercase(copy, len);
 		pw = getpwnam(copy);
 	}
 	free(copy);
-	if (pw == NULL) {
-		status_set(&why, EX_NOUSER, "5.1.1", "User unknown");
-		add_error(r, top, st, &why);
-		return;
-	}
-	new_dest(&d, DEST_MAILBOX, pw->pw_name, strlen(pw->pw_name), top, st);
-	d.user = xstrdup(pw->pw_name);
-	d.uid = pw->pw_uid;
-	d.gid = pw->pw_gid;
-	d.home = xstrdup(pw->pw_dir);
-	add_dest(r, st, &d);
+	if (pw == NULL)
+		add_error_text(r, top, st, EX_NOUSER, "5.1.1", "User unknown");
+	else
+		add_mailbox_pw(r, top, st, pw);
 }
 
 static int
@@ -1083,8 +1087,7 @@ resolve_local(struct resolver *r, const struct top *top,
 		trace(r, st->depth + 1, "local user %s (uid %ld)",
 		      copy.pw_name, (long)copy.pw_uid);
 		if (!expand_forward(r, top, st, &copy, ext_copy))
-			add_mailbox(r, top, st, copy.pw_name,
-				    strlen(copy.pw_name));
+			add_mailbox_pw(r, top, st, &copy);
 		free(copy.pw_name);
 		free(copy.pw_dir);
 	}

@@ -3,6 +3,7 @@
  */
 #include "aliases.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -48,13 +49,27 @@ aliases_rebuild(struct config *cfg, FILE *out, FILE *err)
 	return result;
 }
 
+struct print_walk {
+	FILE *out;
+	struct map **earlier;	/* the files before this one: they win */
+	size_t nearlier;
+	struct buf value;
+};
+
 static int
 print_entry(const char *key, size_t key_len, const char *value,
 	    size_t value_len, void *arg)
 {
-	FILE *out = arg;
+	struct print_walk *w = arg;
+	size_t i;
 
-	fprintf(out, "%.*s:%.*s\n", (int)key_len, key, (int)value_len, value);
+	/* A name an earlier file has is not in force here. */
+	for (i = 0; i < w->nearlier; i++)
+		if (w->earlier[i] != NULL &&
+		    map_lookup(w->earlier[i], key, key_len, &w->value) > 0)
+			return 0;
+	fprintf(w->out, "%.*s:%.*s\n", (int)key_len, key, (int)value_len,
+		value);
 	return 0;
 }
 
@@ -62,34 +77,52 @@ int
 aliases_print(struct config *cfg, char **names, int count, FILE *out,
 	      FILE *err)
 {
-	struct buf value;
+	struct print_walk w;
+	struct map **maps;
 	size_t i;
 	int j, result = EX_OK;
 
-	buf_init(&value);
+	maps = xcalloc(cfg->aliases.count + 1, sizeof(*maps));
 	for (i = 0; i < cfg->aliases.count; i++) {
 		struct status st;
-		struct map *m = map_open(cfg->aliases.items[i], MAP_ALIASES, 0,
-					 &st);
 
-		if (m == NULL) {
+		maps[i] = map_open(cfg->aliases.items[i], MAP_ALIASES, 0, &st);
+		if (maps[i] == NULL) {
 			fprintf(err, "praliases: %s\n", st.text);
 			result = status_worse(result, st.exit_code);
-			continue;
 		}
-		if (count == 0)
-			map_foreach(m, print_entry, out);
-		for (j = 0; j < count; j++) {
-			int rc = map_lookup(m, names[j], strlen(names[j]),
-					    &value);
-
-			if (rc > 0)
-				fprintf(out, "%s:%s\n", names[j], value.data);
-			else if (i + 1 == cfg->aliases.count)
-				fprintf(out, "%s: No such key\n", names[j]);
-		}
-		map_close(m);
 	}
-	buf_free(&value);
+	w.out = out;
+	w.earlier = maps;
+	buf_init(&w.value);
+	/* Every name in force, first file first: what deliver sees. */
+	for (i = 0; count == 0 && i < cfg->aliases.count; i++) {
+		if (maps[i] == NULL)
+			continue;
+		w.nearlier = i;
+		map_foreach(maps[i], print_entry, &w);
+	}
+	for (j = 0; j < count; j++) {
+		int rc = 0;
+
+		/* The first file that has the name decides, as in deliver. */
+		for (i = 0; rc == 0 && i < cfg->aliases.count; i++)
+			if (maps[i] != NULL)
+				rc = map_lookup(maps[i], names[j],
+						strlen(names[j]), &w.value);
+		if (rc > 0) {
+			fprintf(out, "%s:%s\n", names[j], w.value.data);
+		} else if (rc < 0) {
+			fprintf(err, "praliases: %s: read error\n",
+				cfg->aliases.items[i - 1]);
+			result = status_worse(result, EX_TEMPFAIL);
+		} else {
+			fprintf(out, "%s: No such key\n", names[j]);
+		}
+	}
+	for (i = 0; i < cfg->aliases.count; i++)
+		map_close(maps[i]);
+	free(maps);
+	buf_free(&w.value);
 	return result;
 }

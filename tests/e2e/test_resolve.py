@@ -210,6 +210,34 @@ def test_several_aliases_files_first_one_wins(rroot):
     assert who_got(rroot, "first") == {"alice": 1}
 
 
+def test_praliases_with_several_files_shows_what_is_in_force(rroot):
+    second = rroot.path / "aliases2"
+    first_text = "shared: bob\nfirst-only: alice\n"
+    second_text = "shared: carol\nsecond-only: dave\n"
+    rroot.write_aliases(first_text)
+    rroot.write_aliases(second_text, path=second)
+    rroot.set_conf(f"aliases = aliases, {second.name}")
+    # The first file that has a name wins (as deliver resolves it).
+    in_force = {**parse_aliases_text(second_text),
+                **parse_aliases_text(first_text)}
+
+    everything = rroot.praliases()
+    by_name = rroot.praliases("shared", "first-only", "second-only", "none")
+
+    assert everything.code == EX_OK, everything
+    assert sorted(everything.stdout.splitlines()) == sorted(
+        f"{k}:{','.join(v)}" for k, v in in_force.items())
+    assert by_name.stdout.splitlines() == [
+        f"shared:{','.join(in_force['shared'])}",
+        f"first-only:{','.join(in_force['first-only'])}",
+        f"second-only:{','.join(in_force['second-only'])}",
+        "none: No such key"]
+    result, _ = send(rroot, "shared", subject="in force")
+    assert result.code == EX_OK, result
+    assert who_got(rroot, "in force") == \
+        {u: 1 for u in in_force["shared"]}
+
+
 # -- 2. precedence: virtusertable > aliases > .forward > mailbox -------------
 
 def test_virtusertable_beats_aliases(rroot):
