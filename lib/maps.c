@@ -28,6 +28,7 @@ struct entry {
 struct map {
 	char *path;
 	uid_t owner;
+	int unsafe;		/* text writable by group or others */
 	/* In memory (parsed text): */
 	struct buf arena;
 	struct entry *entries;
@@ -323,6 +324,7 @@ map_parse_text(const char *path, enum map_format format,
 	}
 	m = map_new(path);
 	m->owner = sb.st_uid;
+	m->unsafe = (sb.st_mode & (S_IWGRP | S_IWOTH)) != 0;
 	buf_init(&logical);
 	while ((n = getline(&line, &cap, fp)) >= 0) {
 		size_t len = (size_t)n;
@@ -449,7 +451,7 @@ fail:
 }
 
 static struct map *
-open_db(const char *path, const char *db_path, uid_t owner,
+open_db(const char *path, const char *db_path, const struct stat *owner_sb,
 	struct status *st)
 {
 	struct map *m;
@@ -460,7 +462,8 @@ open_db(const char *path, const char *db_path, uid_t owner,
 		return NULL;
 	}
 	m = map_new(path);
-	m->owner = owner;
+	m->owner = owner_sb->st_uid;
+	m->unsafe = (owner_sb->st_mode & (S_IWGRP | S_IWOTH)) != 0;
 	if (cdb_init(&m->cdb, fd) < 0) {
 		status_set(st, EX_CONFIG, "4.3.5", "%s: not a valid table",
 			   db_path);
@@ -505,7 +508,7 @@ map_open(const char *path, enum map_format format, int flags,
 	}
 	if (have_db && (!have_text || !newer(&text_sb, &db_sb))) {
 		m = open_db(path, db_path.data,
-			    have_text ? text_sb.st_uid : db_sb.st_uid, st);
+			    have_text ? &text_sb : &db_sb, st);
 		buf_free(&db_path);
 		return m;
 	}
@@ -625,6 +628,12 @@ uid_t
 map_owner(const struct map *m)
 {
 	return m->owner;
+}
+
+int
+map_unsafe(const struct map *m)
+{
+	return m->unsafe;
 }
 
 const char *

@@ -56,6 +56,9 @@ int map_foreach(struct map *m,
 		void *arg);
 /* The owner of the table's text file (who commands in it run as). */
 uid_t map_owner(const struct map *m);
+/* 1 when the text is group or world writable: anyone may have put
+ * commands or files in it. */
+int map_unsafe(const struct map *m);
 const char *map_path(const struct map *m);
 
 /* Splits an alias value into destinations at commas outside quotes;

@@ -31,6 +31,7 @@ struct step {
 	const char *key;	/* for cycle detection */
 	enum origin origin;
 	const char *self;	/* a name that means "this user's mailbox" */
+	int unsafe;		/* from a group/world-writable table */
 	const char *sender;
 	/* who file and command destinations run as */
 	const char *run_user;
@@ -406,7 +407,7 @@ expand_include(struct resolver *r, const struct top *top,
 	uid_t owner = 0;
 
 	if (path[0] != '/') {
-		add_error_text(r, top, st, EX_CONFIG, "5.3.5",
+		add_error_text(r, top, st, EX_UNAVAILABLE, "5.3.5",
 			       ":include: needs an absolute path");
 		return;
 	}
@@ -423,7 +424,10 @@ expand_include(struct resolver *r, const struct top *top,
 	buf_init(&name);
 	buf_init(&home);
 	status_ok(&why);
-	res = userfile_read(path, st->run_uid, st->run_gid, 0, &content,
+	/* Read with the reader's privileges; whoever owns the file is who
+	 * its commands and files run as. */
+	res = userfile_read(path, st->run_uid, st->run_gid,
+			    USERFILE_ANY_OWNER, &content,
 			    &reason, &owner, &why);
 	trace(r, st->depth + 1, ":include:%s", path);
 	switch (res) {
@@ -436,7 +440,7 @@ expand_include(struct resolver *r, const struct top *top,
 		child.origin = FROM_INCLUDE;
 		child.self = NULL;
 		if (set_runner(r, &child, owner, &name, &home) < 0) {
-			add_error_text(r, top, st, EX_CONFIG, "4.3.5",
+			add_error_text(r, top, st, EX_TEMPFAIL, "4.3.5",
 				       "default_privs user unknown");
 			break;
 		}
@@ -459,7 +463,7 @@ expand_include(struct resolver *r, const struct top *top,
 			reason.data);
 		buf_printf(&content, ":include:%s is unsafe (%s)", path,
 			   reason.data);
-		add_error_text(r, top, st, EX_CONFIG, "4.3.5", content.data);
+		add_error_text(r, top, st, EX_TEMPFAIL, "4.3.5", content.data);
 		break;
 	case USERFILE_TRYLATER:
 		add_error(r, top, st, &why);
@@ -496,17 +500,25 @@ expand_one(struct resolver *r, const struct top *top, const struct step *st,
 
 		while (*cmd == ' ' || *cmd == '\t')
 			cmd++;
-		if (!allowed(&r->cfg->allow_mail_to_commands, st->origin))
+		if (st->unsafe)
+			add_error_text(r, top, st, EX_NOPERM, "5.7.1",
+				       "commands refused: the table naming "
+				       "them is group or world writable");
+		else if (!allowed(&r->cfg->allow_mail_to_commands, st->origin))
 			add_error_text(r, top, st, EX_NOPERM, "5.7.1",
 				       "mail to commands is not allowed here");
 		else if (*cmd == '\0')
-			add_error_text(r, top, st, EX_CONFIG, "5.3.5",
+			add_error_text(r, top, st, EX_UNAVAILABLE, "5.3.5",
 				       "empty command");
 		else
 			add_runner_dest(r, top, st, DEST_PIPE, cmd,
 					strlen(cmd));
 	} else if (dest.data[0] == '/') {
-		if (!allowed(&r->cfg->allow_mail_to_files, st->origin))
+		if (st->unsafe)
+			add_error_text(r, top, st, EX_NOPERM, "5.7.1",
+				       "files refused: the table naming them "
+				       "is group or world writable");
+		else if (!allowed(&r->cfg->allow_mail_to_files, st->origin))
 			add_error_text(r, top, st, EX_NOPERM, "5.7.1",
 				       "mail to files is not allowed here");
 		else
@@ -602,11 +614,9 @@ static void
 table_failure(struct resolver *r, const struct top *top,
 	      const struct step *st)
 {
-	struct status why = r->table_status;
+	struct status why;
 
-	if (!status_is_temporary(why.exit_code))
-		status_set(&why, EX_TEMPFAIL, "4.3.5", "%s",
-			   r->table_status.text);
+	status_set(&why, EX_TEMPFAIL, "4.3.5", "%s", r->table_status.text);
 	add_error(r, top, st, &why);
 }
 
@@ -796,10 +806,11 @@ resolve_address(struct resolver *r, const struct top *top,
 			child.key = key.data;
 			child.origin = FROM_VIRTUAL;
 			child.self = NULL;
+			child.unsafe = map_unsafe(r->virtusertable);
 			if (set_runner(r, &child,
 				       map_owner(r->virtusertable), &name,
 				       &home) < 0)
-				add_error_text(r, top, st, EX_CONFIG, "4.3.5",
+				add_error_text(r, top, st, EX_TEMPFAIL, "4.3.5",
 					       "default_privs user unknown");
 			else
 				expand_list(r, top, &child, expanded.data,
@@ -881,6 +892,7 @@ expand_alias(struct resolver *r, const struct top *top,
 	child.key = name;
 	child.origin = FROM_ALIAS;
 	child.self = name;
+	child.unsafe = map_unsafe(table);
 	/* Errors of list NAME go to owner-NAME, when there is one. */
 	buf_printf(&owner_key, "owner-%s", name);
 	if (strncasecmp(name, "owner-", 6) != 0 &&
@@ -892,7 +904,7 @@ expand_alias(struct resolver *r, const struct top *top,
 		child.sender = sender.data;
 	}
 	if (set_runner(r, &child, map_owner(table), &runner, &home) < 0)
-		add_error_text(r, top, st, EX_CONFIG, "4.3.5",
+		add_error_text(r, top, st, EX_TEMPFAIL, "4.3.5",
 			       "default_privs user unknown");
 	else
 		expand_list(r, top, &child, value, strlen(value));
@@ -936,7 +948,8 @@ expand_forward(struct resolver *r, const struct top *top,
 		if (lstat(path.data, &sb) < 0 && errno == ENOENT)
 			continue;
 		status_ok(&why);
-		res = userfile_read(path.data, pw->pw_uid, pw->pw_gid, 1,
+		res = userfile_read(path.data, pw->pw_uid, pw->pw_gid,
+				    USERFILE_CHECK_DIR,
 				    &content, &reason, NULL, &why);
 		if (res == USERFILE_MISSING)
 			continue;
@@ -988,10 +1001,11 @@ expand_forward(struct resolver *r, const struct top *top,
 		child.key = pw->pw_name;
 		child.origin = FROM_FORWARD;
 		child.self = pw->pw_name;
+		child.unsafe = 0;
 		/* Root's own .forward: its files and commands run as
 		 * default_privs, like a root-owned alias file's. */
 		if (set_runner(r, &child, pw->pw_uid, &runner, &home) < 0) {
-			add_error_text(r, top, st, EX_CONFIG, "4.3.5",
+			add_error_text(r, top, st, EX_TEMPFAIL, "4.3.5",
 				       "default_privs user unknown");
 			done = 1;
 			break;

@@ -18,7 +18,7 @@
 /* The check and read proper, already as the user. The first line of out
  * is "CODE OWNER reason", CODE one of F M I T; the file follows. */
 static void
-check_and_read(const char *path, uid_t uid, int check_dir, struct buf *out)
+check_and_read(const char *path, uid_t uid, int flags, struct buf *out)
 {
 	struct stat sb, dsb;
 	char *dir, *slash;
@@ -28,7 +28,7 @@ check_and_read(const char *path, uid_t uid, int check_dir, struct buf *out)
 	slash = strrchr(dir, '/');
 	if (slash != NULL) {
 		*(slash == dir ? slash + 1 : slash) = '\0';
-		if (check_dir && lstat(dir, &dsb) == 0) {
+		if ((flags & USERFILE_CHECK_DIR) && lstat(dir, &dsb) == 0) {
 			if (dsb.st_mode & S_ISVTX) {
 				buf_printf(out, "T 0 %s is sticky: its owner "
 					   "may be editing it; try again "
@@ -63,7 +63,8 @@ check_and_read(const char *path, uid_t uid, int check_dir, struct buf *out)
 		buf_printf(out, "T 0 fstat: %s\n", strerror(errno));
 	} else if (!S_ISREG(sb.st_mode)) {
 		buf_puts(out, "I 0 is not a regular file\n");
-	} else if (sb.st_uid != uid && sb.st_uid != 0) {
+	} else if (!(flags & USERFILE_ANY_OWNER) && sb.st_uid != uid &&
+		   sb.st_uid != 0) {
 		buf_printf(out, "I 0 is owned by uid %ld, not by %ld or root\n",
 			   (long)sb.st_uid, (long)uid);
 	} else if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
@@ -106,7 +107,7 @@ read_child(int fd, struct buf *out)
 }
 
 enum userfile_result
-userfile_read(const char *path, uid_t uid, gid_t gid, int check_dir,
+userfile_read(const char *path, uid_t uid, gid_t gid, int flags,
 	      struct buf *content, struct buf *reason, uid_t *owner,
 	      struct status *st)
 {
@@ -120,7 +121,7 @@ userfile_read(const char *path, uid_t uid, gid_t gid, int check_dir,
 	buf_reset(reason);
 	buf_init(&raw);
 	if (geteuid() == uid) {
-		check_and_read(path, uid, check_dir, &raw);
+		check_and_read(path, uid, flags, &raw);
 	} else {
 		int fds[2], status;
 		pid_t pid;
@@ -148,7 +149,7 @@ userfile_read(const char *path, uid_t uid, gid_t gid, int check_dir,
 			if (privs_become(uid, gid, (gid_t)-1, &ignored) < 0)
 				buf_printf(&raw, "T 0 %s\n", ignored.text);
 			else
-				check_and_read(path, uid, check_dir, &raw);
+				check_and_read(path, uid, flags, &raw);
 			while (off < raw.len) {
 				ssize_t n = write(fds[1], raw.data + off,
 						  raw.len - off);

@@ -23,11 +23,14 @@ enum userfile_result {
 
 #define USERFILE_MAX (256 * 1024)
 
-/* Reads path as uid/gid (switching in a child when we are root). When
- * check_dir is set the directory holding the file is checked too (a home
- * directory for .forward). Returns the result; content or reason filled. */
+#define USERFILE_CHECK_DIR 1	/* check the directory too (a home) */
+#define USERFILE_ANY_OWNER 2	/* an :include: file may belong to anyone */
+
+/* Reads path as uid/gid (switching in a child when we are root), with the
+ * USERFILE_* flags. Returns the result; content or reason filled, and the
+ * file's owner in *owner. */
 enum userfile_result userfile_read(const char *path, uid_t uid, gid_t gid,
-				   int check_dir, struct buf *content,
+				   int flags, struct buf *content,
 				   struct buf *reason, uid_t *owner,
 				   struct status *st);
 

@@ -9,18 +9,24 @@ fake sendmail of harness.MailRoot.install_relay_stub, and keeps a
 world-writable `out` directory where test commands record what they saw.
 """
 
+import email
+import email.policy
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 import harness
-from harness import HOSTNAME, MailRoot, USERS, check_sanitizer
+from harness import (SENDER, USERS, MailRoot, check_sanitizer, make_message,
+                     read_mbox)
 
 NEWALIASES = harness.MAIL_BIN / "newaliases"
 PRALIASES = harness.MAIL_BIN / "praliases"
 
-# name: (uid, gid, home relative to the root or absolute)
+# name: (uid, gid, home; None: a fresh directory under the root's home/)
 EXTRA_USERS = {
     "nobody": (65534, 65534, "/nonexistent"),
     "listowner": (60010, 60010, None),
@@ -61,7 +67,6 @@ class ResolveRoot(MailRoot):
         os.chmod(self.out, 0o1777)
         self.aliases = self.path / "aliases"
         self.virtusertable = self.path / "virtusertable"
-        self.extra_conf = []
 
     def write_nss_files(self):
         super().write_nss_files()
@@ -75,18 +80,15 @@ class ResolveRoot(MailRoot):
 
     def set_conf(self, *lines):
         """mail.conf = base settings + lines (replacing earlier extras)."""
-        self.extra_conf = list(lines)
         self.configure(*lines)
 
     # -- tables ----------------------------------------------------------
 
-    def write_table(self, path, text, owner=0, mode=0o644, mtime=None):
+    def write_table(self, path, text, owner=0, mode=0o644):
         path = Path(path)
         path.write_text(text)
         os.chown(path, owner, owner)
         os.chmod(path, mode)
-        if mtime is not None:
-            os.utime(path, (mtime, mtime))
         return path
 
     def write_aliases(self, text, owner="root", path=None):
@@ -138,14 +140,6 @@ class ResolveRoot(MailRoot):
         path = self.out / name
         return path.read_text() if path.exists() else None
 
-    def log_text(self):
-        return "\n".join(self.log_lines())
-
-    def log_for(self, to):
-        """The maillog delivery lines for to=<TO>."""
-        return [line for line in self.log_lines()
-                if f" to=<{to}>" in line]
-
 
 def pid_alive(pid):
     """True while pid exists and is not a zombie."""
@@ -166,10 +160,6 @@ def wait_for(predicate, timeout=10.0, step=0.05):
         if time.monotonic() >= deadline:
             return value
         time.sleep(step)
-
-
-def qualified(local):
-    return f"{local}@{HOSTNAME}"
 
 
 def read_cdb(path):
@@ -235,14 +225,6 @@ def parse_aliases_text(text):
 
 # -- pytest glue ------------------------------------------------------------
 
-import email  # noqa: E402
-import email.policy  # noqa: E402
-import re  # noqa: E402
-
-import pytest  # noqa: E402
-
-from harness import SENDER, make_message, read_mbox  # noqa: E402
-
 
 @pytest.fixture
 def rroot(request):
@@ -295,7 +277,8 @@ def subjects(root, user):
 
 def send(root, *recipients, subject="test", sender=SENDER, body=None,
          extra_headers=(), to=None):
-    """Delivers a fresh message to recipients; returns (Result, subject)."""
+    """Delivers a fresh message to recipients (deliver -f sender ...);
+    returns (Result, the message bytes)."""
     message = make_message(body if body is not None else
                            f"body of {subject}\n".encode(),
                            subject=subject, sender=sender,

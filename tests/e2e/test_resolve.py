@@ -79,6 +79,23 @@ def test_newaliases_reports_counts_and_writes_the_db(rroot):
         ["aliases", "aliases.db"]
 
 
+def test_duplicate_alias_names_last_one_counts_with_a_warning(rroot):
+    text = "help: bob\nother: alice\nHELP: carol\n"
+    rroot.write_aliases(text)
+    names = parse_aliases_text(text)  # later lines replace earlier ones
+
+    out = rroot.newaliases()
+    listing = rroot.praliases("help")
+    result, _ = send(rroot, "help", subject="dup name")
+
+    assert out.code == EX_OK, out
+    assert str(rroot.aliases) in out.stderr and "duplicate" in out.stderr
+    assert out.stdout.startswith(f"{rroot.aliases}: {len(names)} aliases,")
+    assert listing.stdout.splitlines() == [f"help:{names['help'][0]}"]
+    assert result.code == EX_OK, result
+    assert who_got(rroot, "dup name") == {names["help"][0]: 1}
+
+
 def test_deliver_uses_the_db_when_the_text_is_gone(rroot):
     rroot.write_aliases("helpdesk: carol\n")
     assert rroot.newaliases().code == EX_OK
@@ -145,10 +162,9 @@ def test_syntax_error_names_file_and_line(rroot):
     assert not (rroot.path / "aliases.db").exists()
     assert listing.code == EX_CONFIG and \
         f"{rroot.aliases}:{bad_line}:" in listing.stderr
-    # deliver does not bounce mail for the administrator's typo: it waits.
-    # (exit 78 with a 4.x.x status: the project classes its own
-    # configuration errors as temporary, see lib/status.c)
-    assert result.code == EX_CONFIG, result
+    # deliver does not bounce mail for the administrator's typo: it waits
+    # (75, which every MTA retries; 78 would bounce under sendmail).
+    assert result.code == EX_TEMPFAIL, result
     assert f"{rroot.aliases}:{bad_line}:" in result.stderr
     assert who_got(rroot, "broken table") == {}
     [entry] = log_entries(rroot)
@@ -355,6 +371,28 @@ def test_forward_with_extension_before_forward(rroot):
     assert who_got(rroot, "lists") == {"bob": 1}
     assert who_got(rroot, "misc") == {"carol": 1}
     assert who_got(rroot, "plain") == {"carol": 1}
+
+
+@pytest.mark.parametrize("delimiter", ["-", ""])
+def test_recipient_delimiter(rroot, delimiter):
+    rroot.set_conf(f"recipient_delimiter = {delimiter}")
+    rroot.write_aliases("team-sales: carol\nteam: bob\n")
+
+    dash, _ = send(rroot, "alice-news", subject="dash")
+    plus, _ = send(rroot, "alice+news", subject="plus")
+    alias, _ = send(rroot, "team-misc", subject="alias")
+
+    # Only the configured delimiter separates an extension; with none,
+    # alice-news and alice+news are names of their own (unknown here).
+    if delimiter:
+        assert (dash.code, plus.code, alias.code) == \
+            (EX_OK, EX_NOUSER, EX_OK)
+        assert who_got(rroot, "dash") == {"alice": 1}
+        assert who_got(rroot, "alias") == {"bob": 1}
+    else:
+        assert (dash.code, plus.code, alias.code) == \
+            (EX_NOUSER, EX_NOUSER, EX_NOUSER)
+    assert who_got(rroot, "plus") == {}
 
 
 @pytest.mark.parametrize("recipient,owner", [
@@ -696,6 +734,18 @@ def test_forward_chain_loop_bounces(rroot):
     assert "alice -> bob -> alice" in entry["stat"]
 
 
+def test_virtusertable_loop_bounces(rroot):
+    d = VIRTUAL_DOMAIN
+    rroot.write_virtusertable(f"a@{d} b@{d}\nb@{d} a@{d}\n")
+
+    result, _ = send(rroot, f"a@{d}", subject="virtual loop")
+
+    assert result.code == EX_UNAVAILABLE, result
+    [entry] = log_entries(rroot)
+    assert entry["dsn"] == "5.4.6"
+    assert f"a@{d} -> b@{d} -> a@{d}" in entry["stat"]
+
+
 def test_self_reference_delivers_the_mailbox(rroot):
     rroot.write_aliases("alice: alice, bob\n")
 
@@ -845,3 +895,45 @@ def test_message_is_delivered_whole_through_an_alias(rroot):
     [(sender, msg)] = messages(rroot, "bob")
     assert sender == SENDER
     assert msg.get_payload() == "line one\n\nline three\n"
+
+
+def test_include_owned_by_a_list_manager_runs_as_that_manager(rroot):
+    # A root-owned aliases file naming an include file that a list manager
+    # keeps: read as default_privs, its commands run as its owner.
+    marker = rroot.out / "manager-include-uid"
+    path = write_include(rroot, f'"|id -u > {marker}"\nalice\n',
+                         owner=rroot.uid("dave"))
+    rroot.write_aliases(f"staff: :include:{path}\n")
+    rroot.set_conf("allow_mail_to_commands = alias, forward, include")
+
+    result, _ = send(rroot, "staff", subject="manager include")
+
+    assert result.code == EX_OK, result
+    assert marker.read_text().strip() == str(rroot.uid("dave"))
+    assert who_got(rroot, "manager include") == {"alice": 1}
+
+
+def test_writable_aliases_file_may_not_name_commands_or_files(rroot):
+    marker = rroot.out / "writable-table-ran"
+    mbox = rroot.out / "writable-table.mbox"
+    rroot.write_table(rroot.aliases,
+                      f'staff: alice, "|touch {marker}", {mbox}\n',
+                      mode=0o666)
+
+    result, _ = send(rroot, "staff", subject="writable table")
+
+    assert result.code == EX_NOPERM, result
+    assert who_got(rroot, "writable table") == {"alice": 1}
+    time.sleep(0.2)
+    assert not marker.exists()
+    assert not mbox.exists()
+
+
+def test_verify_writes_no_db_file(rroot):
+    rroot.write_aliases("staff: alice\n")
+
+    out = rroot.verify("staff")
+
+    assert out.code == EX_OK, out
+    assert "mailbox of alice" in out.stdout
+    assert not (rroot.path / "aliases.db").exists()

@@ -355,6 +355,30 @@ def test_forward_to_remote_address_keeps_the_original_sender(rroot):
     assert subjects(rroot, "alice") == ["fwd relay"]
 
 
+@pytest.mark.parametrize("address,sender", [
+    ("o'brien@remote.example", SENDER),
+    ("friend@remote.example", "o'brien@irish.example"),
+    ("it's$(touch${IFS}{pwned})`touch {pwned}`@remote.example",
+     "x';touch {pwned};'@sender.example"),
+])
+def test_remote_address_and_sender_reach_sendmail_verbatim(rroot, address,
+                                                           sender):
+    """An apostrophe is valid in an address; the shell that starts
+    sendmail_path must neither refuse it nor run what follows it."""
+    pwned = rroot.out / "pwned"
+    address = address.replace("{pwned}", str(pwned))
+    sender = sender.replace("{pwned}", str(pwned))
+    rroot.install_relay_stub()
+    rroot.write_aliases("fwd: " + address + "\n")
+
+    result, message = send(rroot, "fwd", subject="verbatim", sender=sender)
+
+    assert result.code == EX_OK, result
+    [call] = rroot.relay_calls()
+    check_relayed(rroot, call, sender, address, message, f"fwd@{HOSTNAME}")
+    assert not pwned.exists()
+
+
 def test_failing_sendmail_defers(rroot):
     rroot.install_relay_stub()
     stub = rroot.path / "relay" / "sendmail"
@@ -430,8 +454,7 @@ def test_mlmmj_list_post_is_archived(rroot):
                            to=f"mylist@{HOSTNAME}", body=body)
 
     assert result.code == EX_OK, result
-    [entry] = entries_for(rroot, f"{MLMMJ_RECEIVE} -L {listdir}".join(
-        ["|", ""]))
+    [entry] = entries_for(rroot, f"|{MLMMJ_RECEIVE} -L {listdir}")
     assert entry["ids"] == f"{owner}/{owner}"
     archive = listdir / "archive"
     archived = wait_for(lambda: sorted(archive.iterdir()), timeout=15)

@@ -17,19 +17,6 @@
 #include "suites.h"
 
 void
-fixture_suite(const char *name, const struct unit_test *tests, size_t count)
-{
-	CU_pSuite suite = CU_add_suite(name, NULL, NULL);
-	size_t i;
-
-	if (suite == NULL)
-		return;
-	for (i = 0; i < count; i++)
-		if (CU_add_test(suite, tests[i].name, tests[i].run) == NULL)
-			return;
-}
-
-void
 fixture_suite_setup(const char *name, const struct unit_test *tests,
 		    size_t count, void (*setup)(void), void (*teardown)(void))
 {
@@ -42,6 +29,12 @@ fixture_suite_setup(const char *name, const struct unit_test *tests,
 	for (i = 0; i < count; i++)
 		if (CU_add_test(suite, tests[i].name, tests[i].run) == NULL)
 			return;
+}
+
+void
+fixture_suite(const char *name, const struct unit_test *tests, size_t count)
+{
+	fixture_suite_setup(name, tests, count, NULL, NULL);
 }
 
 char *
@@ -200,9 +193,11 @@ fixture_message(struct message *m, const void *data, size_t len,
 	close(fds[1]);
 	rc = message_read(m, fds[0], tmp_dir, st);
 	close(fds[0]);
-	if (waitpid(pid, &wstatus, 0) < 0 || !WIFEXITED(wstatus) ||
-	    WEXITSTATUS(wstatus) != 0)
+	if ((waitpid(pid, &wstatus, 0) < 0 || !WIFEXITED(wstatus) ||
+	     WEXITSTATUS(wstatus) != 0) && rc == 0) {
+		message_free(m);	/* not all of data arrived */
 		rc = -1;
+	}
 	return rc;
 }
 
