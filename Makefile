@@ -33,7 +33,7 @@ LDFLAGS ?=
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-fstack-protector-strong -D_GNU_SOURCE \
 	-DSYSCONFDIR='"$(SYSCONFDIR)"' -DBINDIR='"$(PREFIX)/bin"' \
-	-Ilib -Imda -Ismtpd $(OPT_CFLAGS) $(CFLAGS)
+	-Ilib -Imda -Ismtpd -Irules $(OPT_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(OPT_LDFLAGS) $(LDFLAGS)
 
 # Libraries through pkg-config (evaluated when a recipe needs them, i.e.
@@ -44,16 +44,23 @@ LOCKFILE_LIBS = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs lockfile 2>/dev/null |
 CDB_LIBS = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs libcdb) -Wl,-Bdynamic
 CUNIT_CFLAGS = $(shell $(PKG_CONFIG) --cflags cunit)
 CUNIT_LIBS = $(shell $(PKG_CONFIG) --libs cunit)
+# The rules engine: PCRE2 linked in statically (a run without rcfiles does
+# not pay for loading it); libmagic only dlopen()ed (rules/magic.c).
+PCRE2_CFLAGS = $(shell $(PKG_CONFIG) --cflags libpcre2-8)
+PCRE2_LIBS = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs libpcre2-8) -Wl,-Bdynamic
+RULES_LIBS = $(PCRE2_LIBS) -ldl
 
 MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c smtpd/sendmail.c
 LIB_SRC = $(wildcard lib/*.c)
 MDA_SRC = $(filter-out $(MAINS),$(wildcard mda/*.c))
 SMTPD_SRC = $(filter-out $(MAINS),$(wildcard smtpd/*.c))
+RULES_SRC = $(wildcard rules/*.c)
 UNIT_SRC = $(wildcard tests/unit/*.c)
 
 LIB_OBJ = $(LIB_SRC:%.c=$(O)/%.o)
 MDA_OBJ = $(MDA_SRC:%.c=$(O)/%.o)
 SMTPD_OBJ = $(SMTPD_SRC:%.c=$(O)/%.o)
+RULES_OBJ = $(RULES_SRC:%.c=$(O)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(O)/%.o)
 
 PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases $(B)/sendmail
@@ -83,6 +90,14 @@ $(O)/libmda.a: $(MDA_OBJ)
 $(O)/libsmtpd.a: $(SMTPD_OBJ)
 	$(AR) rcs $@ $^
 
+$(O)/rules/%.o: rules/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(PCRE2_CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/librules.a: $(RULES_OBJ)
+	$(AR) rcs $@ $^
+
 $(B)/newaliases: $(O)/smtpd/newaliases.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
@@ -95,14 +110,18 @@ $(B)/sendmail: $(O)/smtpd/sendmail.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
 
-$(B)/deliver: $(O)/mda/deliver.o $(O)/libmda.a $(O)/libmail.a
+# mda/ runs the rules and rules/ reads mda/'s messages: one link group.
+$(B)/deliver: $(O)/mda/deliver.o $(O)/librules.a $(O)/libmda.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LOCKFILE_LIBS) $(CDB_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< -Wl,--start-group $(filter %.a,$^) \
+		-Wl,--end-group $(LOCKFILE_LIBS) $(CDB_LIBS) $(RULES_LIBS)
 
-$(O)/unit-tests: $(UNIT_OBJ) $(O)/libmda.a $(O)/libmail.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CUNIT_LIBS) $(LOCKFILE_LIBS) $(CDB_LIBS)
+$(O)/unit-tests: $(UNIT_OBJ) $(O)/librules.a $(O)/libmda.a $(O)/libmail.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(UNIT_OBJ) -Wl,--start-group \
+		$(filter %.a,$^) -Wl,--end-group $(CUNIT_LIBS) \
+		$(LOCKFILE_LIBS) $(CDB_LIBS) $(RULES_LIBS)
 
--include $(LIB_OBJ:.o=.d) $(MDA_OBJ:.o=.d) $(SMTPD_OBJ:.o=.d) \
+-include $(LIB_OBJ:.o=.d) $(MDA_OBJ:.o=.d) $(SMTPD_OBJ:.o=.d) $(RULES_OBJ:.o=.d) \
 	$(UNIT_OBJ:.o=.d) $(MAINS:%.c=$(O)/%.d)
 
 deps:

@@ -78,6 +78,8 @@ static const struct config_key config_keys[] = {
 	KEY(allow_mail_to_files, KEY_LIST, "alias, forward", 0),
 	KEY(command_time_limit, KEY_DURATION, "1000s", 0),
 	KEY(deliver_path, KEY_PATH, BINDIR "/deliver", 0),
+	KEY(system_rcfile, KEY_PATH, SYSCONFDIR "/procmailrc", 0),
+	KEY(user_rcfile, KEY_STRING, "~/.procmailrc", 0),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

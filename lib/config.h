@@ -60,6 +60,8 @@ struct config {
 	struct strlist allow_mail_to_files;
 	unsigned command_time_limit;	/* seconds a "|command" may run */
 	char *deliver_path;		/* the local delivery agent */
+	char *system_rcfile;		/* /etc/procmailrc */
+	char *user_rcfile;		/* ~/.procmailrc */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

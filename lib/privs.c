@@ -10,10 +10,8 @@
 int
 privs_become(uid_t uid, gid_t gid, gid_t extra_gid, struct status *st)
 {
-	gid_t groups[2];
-	size_t ngroups = 0;
 	uid_t ruid, euid, suid;
-	gid_t rgid, egid, sgid;
+	gid_t rgid, egid, sgid, kept;
 
 	if (geteuid() != 0) {
 		if (getuid() == uid && geteuid() == uid)
@@ -25,22 +23,42 @@ privs_become(uid_t uid, gid_t gid, gid_t extra_gid, struct status *st)
 	if (uid == 0)
 		return status_set(st, EX_NOPERM, "5.7.1",
 				  "refusing to act as root");
-	groups[ngroups++] = gid;
-	if (extra_gid != (gid_t)-1 && extra_gid != gid)
-		groups[ngroups++] = extra_gid;
-	if (setgroups(ngroups, groups) < 0)
+	kept = extra_gid != (gid_t)-1 ? extra_gid : gid;
+	if (setgroups(1, &gid) < 0)
 		return status_errno(st, errno, "setgroups");
-	if (setresgid(gid, gid, gid) < 0)
+	if (setresgid(gid, kept, kept) < 0)
 		return status_errno(st, errno, "setgid %ld", (long)gid);
 	if (setresuid(uid, uid, uid) < 0)
 		return status_errno(st, errno, "setuid %ld", (long)uid);
 	/* Verify: a switch that half worked must not go on. */
 	if (getresuid(&ruid, &euid, &suid) < 0 ||
 	    getresgid(&rgid, &egid, &sgid) < 0 || ruid != uid || euid != uid ||
-	    suid != uid || rgid != gid || egid != gid || sgid != gid ||
+	    suid != uid || rgid != gid || egid != kept || sgid != kept ||
 	    setuid(0) == 0)
 		return status_set(st, EX_OSERR, "4.3.0",
 				  "privilege switch to uid %ld did not stick",
 				  (long)uid);
 	return 0;
+}
+
+void
+privs_use_extra_group(int on)
+{
+	gid_t rgid, egid, sgid;
+
+	if (getresgid(&rgid, &egid, &sgid) == 0 && rgid != sgid)
+		if (setresgid((gid_t)-1, on ? sgid : rgid, (gid_t)-1) < 0) {
+			/* Only ever fails without a saved group to switch
+			 * to: then there is nothing to change. */
+		}
+}
+
+void
+privs_drop_extra_group(void)
+{
+	gid_t rgid = getgid();
+
+	if (geteuid() != 0 && setresgid(rgid, rgid, rgid) < 0) {
+		/* Setting all three to the real group is always allowed. */
+	}
 }

@@ -28,6 +28,7 @@
 #include "pipe.h"
 #include "privs.h"
 #include "qid.h"
+#include "rcdeliver.h"
 #include "resolve.h"
 #include "status.h"
 
@@ -36,6 +37,7 @@ struct options {
 	const char *sender;
 	const char *extension;
 	const char *queue_id;
+	const char *rcfile;	/* -r: run this rcfile as the caller */
 	int direct;		/* -d: no alias or .forward resolution */
 	int verify;		/* -V: print the resolution, deliver nothing */
 };
@@ -44,6 +46,7 @@ struct run {
 	struct config cfg;
 	struct message msg;
 	const char *sender;
+	const char *extension;	/* -a: the rules' $1 */
 	char queue_id[QID_SIZE];
 	size_t nrcpts;
 };
@@ -52,7 +55,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: deliver [-C conf] [-f sender] [-a extension] "
-			"[-d] [-V] [-Q queueid] recipient...\n");
+			"[-d] [-V] [-Q queueid] recipient... | "
+			"deliver [-C conf] [-f sender] -r rcfile [arg...]\n");
 	exit(EX_USAGE);
 }
 
@@ -253,7 +257,16 @@ deliver_dest(struct run *run, struct dest *d, time_t started)
 		user.uid = d->uid;
 		user.gid = d->gid;
 		user.home = d->home;
-		local_deliver_mailbox(&run->cfg, &user, &run->msg, &form, &st);
+		/* $1 of the rules: -a, else the recipient's extension (as
+		 * with Postfix's mailbox_command = procmail -a $EXTENSION). */
+		{
+			const char *arg = run->extension ? run->extension
+							 : d->extension;
+
+			local_deliver_mailbox(&run->cfg, &user, &run->msg,
+					      &form, arg ? &arg : NULL,
+					      arg ? 1 : 0, &st);
+		}
 		break;
 	}
 	case DEST_FILE:
@@ -394,6 +407,54 @@ deliver_all(struct run *run, struct resolver *r)
 	return result;
 }
 
+/* deliver -r rcfile: one rcfile on the message, as the caller, like
+ * `procmail rcfile`; the message is filed as it came. */
+static int
+run_rcfile(struct run *run, const char *rcfile, char **args, size_t nargs)
+{
+	struct rcdeliver_request req;
+	struct local_user user;
+	struct passwd *pw = getpwuid(getuid());
+	struct status st;
+	struct buf mailbox;
+	struct dest d;
+	int is_maildir, in_spool;
+	time_t started = time(NULL);
+
+	if (pw == NULL) {
+		fprintf(stderr, "deliver: who are you (uid %ld)?\n",
+			(long)getuid());
+		return EX_NOUSER;
+	}
+	user.name = pw->pw_name;
+	user.uid = pw->pw_uid;
+	user.gid = pw->pw_gid;
+	user.home = pw->pw_dir;
+	buf_init(&mailbox);
+	local_mailbox_path(&run->cfg, &user, &mailbox, &is_maildir, &in_spool);
+	memset(&req, 0, sizeof(req));
+	req.cfg = &run->cfg;
+	req.user = &user;
+	req.sender = run->sender;
+	req.default_mailbox = mailbox.data;
+	req.rcfiles = &rcfile;
+	req.nrcfiles = 1;
+	req.args = (const char *const *)args;
+	req.nargs = nargs;
+	rcdeliver_run(&req, &run->msg, &st);
+	memset(&d, 0, sizeof(d));
+	d.kind = DEST_MAILBOX;
+	d.target = user.name;
+	d.recipient = user.name;
+	d.sender = (char *)run->sender;
+	d.user = user.name;
+	d.uid = user.uid;
+	d.gid = user.gid;
+	log_result(run, &d, started, &st);
+	buf_free(&mailbox);
+	return st.exit_code;
+}
+
 /* Resolves every recipient; the loop checks come first. */
 static void
 resolve_all(struct run *run, struct resolver *r, char **recipients, int n)
@@ -441,7 +502,7 @@ main(int argc, char **argv)
 
 	memset(&opt, 0, sizeof(opt));
 	memset(&run, 0, sizeof(run));
-	while ((c = getopt(argc, argv, "C:f:a:dQ:V")) != -1) {
+	while ((c = getopt(argc, argv, "+C:f:a:dQ:Vr:")) != -1) {
 		switch (c) {
 		case 'C': opt.config_path = optarg; break;
 		case 'f': opt.sender = optarg; break;
@@ -449,10 +510,11 @@ main(int argc, char **argv)
 		case 'd': opt.direct = 1; break;
 		case 'Q': opt.queue_id = optarg; break;
 		case 'V': opt.verify = 1; break;
+		case 'r': opt.rcfile = optarg; break;
 		default: usage();
 		}
 	}
-	if (optind >= argc)
+	if (optind >= argc && opt.rcfile == NULL)
 		usage();
 	/* A broken pipe to a command must not kill a delivery half way. */
 	signal(SIGPIPE, SIG_IGN);
@@ -496,7 +558,13 @@ main(int argc, char **argv)
 		}
 	}
 	run.sender = sender.data;
+	run.extension = opt.extension;
 	run.nrcpts = (size_t)(argc - optind);
+	if (opt.rcfile != NULL) {
+		result = run_rcfile(&run, opt.rcfile, argv + optind,
+				    (size_t)(argc - optind));
+		goto out;
+	}
 
 	resolver_init(&resolver, &run.cfg, run.sender);
 	resolver.direct = opt.direct;

@@ -31,9 +31,12 @@ void local_user_free(struct local_user *user);
  * below spool_dir (such files get group mail_group and mode 0660). */
 void local_mailbox_path(const struct config *cfg, const struct local_user *u,
 			struct buf *path, int *is_maildir, int *in_spool);
-/* Becomes the user (when root) and delivers to the default mailbox. */
+/* Becomes the user (when root) and delivers: through the user's rules
+ * (/etc/procmailrc, ~/.procmailrc) when there are any, otherwise straight
+ * to the default mailbox. args are the rules' $1... */
 int local_deliver_mailbox(struct config *cfg, const struct local_user *u,
 			  const struct message *m, const struct msgform *form,
+			  const char *const *args, size_t nargs,
 			  struct status *st);
 
 #endif

@@ -136,7 +136,7 @@ feed(struct writer *w, const char *p, size_t len)
 			const char *stop = nl ? nl : end;
 			size_t n = (size_t)(stop - p);
 
-			if (n > 0 && stop[-1] == '\r') {
+			if (n > 0 && stop[-1] == '\r' && !w->form->raw) {
 				/* CR before LF goes; a CR at the end of the
 				 * chunk waits for the next byte. */
 				emit_text(w, p, n - 1);
@@ -218,7 +218,7 @@ feed_header(struct writer *w, const struct message *m)
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *next = nl ? nl + 1 : end;
 
-		if (p[0] != ' ' && p[0] != '\t')
+		if (p[0] != ' ' && p[0] != '\t' && !w->form->raw)
 			dropping = dropped_field(p, (size_t)(next - p));
 		if (!dropping)
 			feed(w, p, (size_t)(next - p));
@@ -253,9 +253,9 @@ msgform_write(const struct message *m, const struct msgform *form, int fd,
 	} else if (form->from_line) {
 		msgform_from_line(&top, form->sender, form->now);
 	}
-	if (!form->omit_return_path)
+	if (!form->omit_return_path && !form->raw)
 		buf_printf(&top, "Return-Path: <%s>\n", form->sender);
-	if (form->delivered_to != NULL)
+	if (form->delivered_to != NULL && !form->raw)
 		buf_printf(&top, "Delivered-To: %s\n", form->delivered_to);
 	emit_text(&w, top.data, top.len);
 	buf_free(&top);

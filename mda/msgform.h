@@ -19,6 +19,9 @@ struct msgform {
 	int mbox;			/* mbox framing and quoting */
 	int from_line;			/* a "From " line only (for commands) */
 	int omit_return_path;		/* forwarding: no Return-Path: yet */
+	/* The message as it is: no fields added or dropped and line ends
+	 * kept (rules folders: the message already is in delivered form). */
+	int raw;
 	const char *sender;		/* envelope sender; "" = null sender */
 	const char *delivered_to;	/* NULL: no Delivered-To: */
 	time_t now;			/* for the "From " line */

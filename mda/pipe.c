@@ -1,5 +1,5 @@
 /*
- * pipe: command destinations.
+ * pipe: command destinations and the command runner.
  */
 #include "pipe.h"
 
@@ -15,10 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "privs.h"
 
-#define OUTPUT_KEEP 512		/* bytes of the command's output kept */
+#define OUTPUT_KEEP 512		/* bytes of a failing command's output kept */
 
 static volatile sig_atomic_t timed_out;
 static volatile pid_t child_group;
@@ -32,6 +31,152 @@ on_timeout(int sig)
 		kill(-child_group, SIGKILL);
 }
 
+/* In the child: becomes the user, sets up the descriptors and execs. */
+static void
+exec_command(const struct command_spec *spec, int in_fd, int out_fd)
+{
+	struct status st;
+	static char *const no_env[] = { NULL };
+	int err_fd = spec->capture_all ? STDERR_FILENO : out_fd;
+
+	setsid();	/* its own process group: a timeout kills all of it */
+	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+	    dup2(err_fd, STDERR_FILENO) < 0)
+		_exit(EX_OSERR);
+	if (spec->uid != (uid_t)-1) {
+		if (spec->uid == 0 && geteuid() == 0) {
+			fprintf(stderr, "refusing to run a command as root\n");
+			_exit(EX_NOPERM);
+		}
+		if (privs_become(spec->uid, spec->gid, (gid_t)-1, &st) < 0) {
+			fprintf(stderr, "%s\n", st.text);
+			_exit(EX_TEMPFAIL);
+		}
+	}
+	/* The spool's mail group never reaches a command. */
+	privs_drop_extra_group();
+	if (spec->cwd != NULL && chdir(spec->cwd) < 0 && chdir("/") < 0)
+		_exit(EX_OSERR);
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGALRM, SIG_DFL);
+	if (spec->argv != NULL) {
+		execve(spec->argv[0], spec->argv,
+		       spec->envp ? spec->envp : no_env);
+		fprintf(stderr, "cannot run %s: %s\n", spec->argv[0],
+			strerror(errno));
+	} else {
+		const char *shell = spec->shell ? spec->shell : "/bin/sh";
+		const char *base = strrchr(shell, '/');
+
+		execle(shell, base ? base + 1 : shell, "-c",
+		       spec->shell_command, (char *)NULL,
+		       spec->envp ? spec->envp : no_env);
+		fprintf(stderr, "cannot run %s: %s\n", shell, strerror(errno));
+	}
+	_exit(EX_OSERR);
+}
+
+static void
+read_output(int fd, int all, struct buf *out)
+{
+	char chunk[8192];
+	off_t off = 0;
+	ssize_t n;
+
+	while ((n = pread(fd, chunk, sizeof(chunk), off)) > 0) {
+		size_t take = (size_t)n;
+
+		if (!all && out->len + take > OUTPUT_KEEP)
+			take = OUTPUT_KEEP - out->len;
+		buf_append(out, chunk, take);
+		off += n;
+		if (!all && out->len >= OUTPUT_KEEP)
+			break;
+	}
+}
+
+int
+command_run(const struct command_spec *spec, const struct message *m,
+	    const struct msgform *form, int *exit_status, struct buf *output,
+	    struct status *st)
+{
+	struct sigaction sa, old_sa;
+	struct itimerval it, no_timer;
+	struct status write_st;
+	int in[2], out_fd, status, rc = 0, write_rc = 0;
+	off_t written;
+	pid_t pid;
+
+	*exit_status = -1;
+	out_fd = memfd_create("deliver-command-output", MFD_CLOEXEC);
+	if (out_fd < 0)
+		return status_errno(st, errno, "memfd_create");
+	if (pipe2(in, O_CLOEXEC) < 0) {
+		close(out_fd);
+		return status_errno(st, errno, "pipe");
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(out_fd);
+		close(in[0]);
+		close(in[1]);
+		return status_errno(st, errno, "fork");
+	}
+	if (pid == 0) {
+		close(in[1]);
+		exec_command(spec, in[0], out_fd);
+	}
+	close(in[0]);
+	timed_out = 0;
+	child_group = pid;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_timeout;	/* no SA_RESTART: writes stop */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old_sa);
+	memset(&it, 0, sizeof(it));
+	memset(&no_timer, 0, sizeof(no_timer));
+	it.it_value.tv_sec = spec->timeout;	/* 0: no timer */
+	setitimer(ITIMER_REAL, &it, NULL);
+
+	status_ok(&write_st);
+	if (m != NULL && form != NULL)
+		write_rc = msgform_write(m, form, in[1], &written, &write_st);
+	close(in[1]);
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			status = -1;
+			break;
+		}
+	}
+	setitimer(ITIMER_REAL, &no_timer, NULL);
+	sigaction(SIGALRM, &old_sa, NULL);
+	child_group = 0;
+
+	read_output(out_fd, spec->capture_all, output);
+	close(out_fd);
+	if (timed_out) {
+		rc = status_set(st, EX_TEMPFAIL, "4.3.0",
+				"command timed out after %u seconds",
+				spec->timeout);
+	} else if (status == -1) {
+		rc = status_errno(st, errno, "waitpid");
+	} else if (WIFSIGNALED(status)) {
+		*exit_status = 128 + WTERMSIG(status);
+	} else {
+		*exit_status = WEXITSTATUS(status);
+		/* A command that did not read all its input but exited 0
+		 * has the message (as Postfix sees it); any other failure
+		 * to hand the message over is ours: retry. */
+		if (write_rc < 0 && *exit_status == 0 &&
+		    strstr(write_st.text, "Broken pipe") == NULL) {
+			*st = write_st;
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
 static void
 add_env(struct buf *store, size_t *offsets, size_t *n, const char *name,
 	const char *value)
@@ -43,36 +188,19 @@ add_env(struct buf *store, size_t *offsets, size_t *n, const char *name,
 	buf_putc(store, '\0');
 }
 
-/* Runs in the child: becomes the user and execs the shell. */
-static void
-run_command(const struct pipe_request *req, int in_fd, int out_fd)
+int
+pipe_deliver(const struct pipe_request *req, const struct message *m,
+	     const struct msgform *form, struct status *st)
 {
-	struct status st;
-	struct buf env;
+	struct command_spec spec;
+	struct buf env, output;
 	size_t offsets[16], n = 0, i;
 	char *envp[17];
 	const char *domain = req->recipient ? strrchr(req->recipient, '@')
 					    : NULL;
 	char *local = NULL;
+	int exit_status, rc;
 
-	setsid();	/* its own process group: a timeout kills all of it */
-	if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
-	    dup2(out_fd, STDERR_FILENO) < 0)
-		_exit(EX_OSERR);
-	if (req->uid == 0) {
-		fprintf(stderr, "refusing to run a command as root\n");
-		_exit(EX_NOPERM);
-	}
-	if (privs_become(req->uid, req->gid, (gid_t)-1, &st) < 0) {
-		fprintf(stderr, "%s\n", st.text);
-		_exit(EX_TEMPFAIL);
-	}
-	if (req->home == NULL || chdir(req->home) < 0)
-		if (chdir("/") < 0)
-			_exit(EX_OSERR);
-	umask(077);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGALRM, SIG_DFL);
 	if (req->recipient != NULL)
 		local = domain ? xstrndup(req->recipient,
 					  (size_t)(domain - req->recipient))
@@ -93,113 +221,41 @@ run_command(const struct pipe_request *req, int in_fd, int out_fd)
 	for (i = 0; i < n; i++)
 		envp[i] = env.data + offsets[i];
 	envp[n] = NULL;
-	execle("/bin/sh", "sh", "-c", req->command, (char *)NULL, envp);
-	fprintf(stderr, "cannot run /bin/sh: %s\n", strerror(errno));
-	_exit(EX_OSERR);
-}
 
-/* The first lines of what the command printed, on one line. */
-static void
-read_output(int fd, struct buf *out)
-{
-	char text[OUTPUT_KEEP + 1];
-	ssize_t n = pread(fd, text, OUTPUT_KEEP, 0);
-	size_t i;
-
-	if (n <= 0)
-		return;
-	text[n] = '\0';
-	for (i = 0; i < (size_t)n; i++)
-		if (text[i] == '\n' || text[i] == '\r' || text[i] == '\t' ||
-		    text[i] == '\0')
-			text[i] = ' ';
-	while (n > 0 && text[n - 1] == ' ')
-		text[--n] = '\0';
-	buf_puts(out, text);
-}
-
-int
-pipe_deliver(const struct pipe_request *req, const struct message *m,
-	     const struct msgform *form, struct status *st)
-{
-	struct msgform f = *form;
-	struct sigaction sa, old_sa;
-	struct itimerval it, no_timer;
-	struct buf output;
-	struct status write_st;
-	int in[2], out_fd, status, rc;
-	off_t written;
-	pid_t pid;
-
-	out_fd = memfd_create("deliver-command-output", MFD_CLOEXEC);
-	if (out_fd < 0)
-		return status_errno(st, errno, "memfd_create");
-	if (pipe2(in, O_CLOEXEC) < 0) {
-		close(out_fd);
-		return status_errno(st, errno, "pipe");
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		close(out_fd);
-		close(in[0]);
-		close(in[1]);
-		return status_errno(st, errno, "fork");
-	}
-	if (pid == 0) {
-		close(in[1]);
-		run_command(req, in[0], out_fd);
-	}
-	close(in[0]);
-	timed_out = 0;
-	child_group = pid;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_timeout;	/* no SA_RESTART: writes stop */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGALRM, &sa, &old_sa);
-	memset(&it, 0, sizeof(it));
-	memset(&no_timer, 0, sizeof(no_timer));
-	it.it_value.tv_sec = req->timeout;	/* 0: no limit */
-	setitimer(ITIMER_REAL, &it, NULL);
-
-	f.mbox = 0;
-	rc = msgform_write(m, &f, in[1], &written, &write_st);
-	close(in[1]);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			status = -1;
-			break;
-		}
-	}
-	setitimer(ITIMER_REAL, &no_timer, NULL);
-	sigaction(SIGALRM, &old_sa, NULL);
-	child_group = 0;
-
+	memset(&spec, 0, sizeof(spec));
+	spec.shell_command = req->command;
+	spec.envp = envp;
+	spec.uid = req->uid;
+	spec.gid = req->gid;
+	spec.cwd = req->home ? req->home : "/";
+	spec.timeout = req->timeout;
 	buf_init(&output);
-	read_output(out_fd, &output);
-	close(out_fd);
-	if (timed_out) {
-		status_set(st, EX_TEMPFAIL, "4.3.0",
-			   "command timed out after %u seconds%s%s",
-			   req->timeout, output.len ? ": " : "", output.data);
-		rc = -1;
-	} else if (status == -1) {
-		status_errno(st, errno, "waitpid");
-		rc = -1;
-	} else if (WIFSIGNALED(status)) {
-		status_set(st, EX_TEMPFAIL, "4.3.0",
-			   "command died with signal %d%s%s", WTERMSIG(status),
-			   output.len ? ": " : "", output.data);
-		rc = -1;
-	} else if (rc < 0 && WEXITSTATUS(status) == 0 &&
-		   strstr(write_st.text, "Broken pipe") == NULL) {
-		/* A command that did not read all its input but exited 0
-		 * has the message (as Postfix sees it); any other failure
-		 * to hand the message over is ours: retry. */
-		*st = write_st;
-	} else {
-		rc = status_command_exit(st, WEXITSTATUS(status), output.data);
+	umask(077);
+	rc = command_run(&spec, m, form, &exit_status, &output, st);
+	/* One line of what it said, for the bounce and the maillog. */
+	for (i = 0; i < output.len; i++)
+		if (output.data[i] == '\n' || output.data[i] == '\r' ||
+		    output.data[i] == '\t' || output.data[i] == '\0')
+			output.data[i] = ' ';
+	while (output.len > 0 && output.data[output.len - 1] == ' ')
+		buf_truncate(&output, output.len - 1);
+	if (rc == 0) {
+		if (exit_status >= 128)
+			rc = status_set(st, EX_TEMPFAIL, "4.3.0",
+					"command died with signal %d%s%s",
+					exit_status - 128,
+					output.len ? ": " : "", output.data);
+		else
+			rc = status_command_exit(st, exit_status,
+						 output.data);
+	} else if (output.len > 0) {
+		size_t len = strlen(st->text);
+
+		snprintf(st->text + len, sizeof(st->text) - len, ": %s",
+			 output.data);
 	}
 	buf_free(&output);
+	buf_free(&env);
+	free(local);
 	return rc;
 }

@@ -586,6 +586,55 @@ area(struct run *run, unsigned flags, size_t *len, struct buf *tmp)
 	return t->data;
 }
 
+/* x to the power y for the scoring, without libm: the mail path should not
+ * load another shared library for the rare weighted recipe. Integer powers
+ * by squaring; others as e^(y ln x) from two short series (ample for a
+ * score). */
+static double
+power(double x, double y)
+{
+	double result = 1.0, base = x, ln = 0.0, z, z2, term, t, r, e;
+	long n = (long)y;
+	int k, i, exp2;
+
+	if (y == (double)n && n >= 0 && n < (1L << 30)) {
+		while (n > 0) {
+			if (n & 1)
+				result *= base;
+			base *= base;
+			n >>= 1;
+		}
+		return result;
+	}
+	if (x <= 0.0)
+		return x == 0.0 ? 0.0 : 1.0;
+	/* ln x = e ln 2 + ln m, m in [0.5, 1): ln m = 2 atanh((m-1)/(m+1)) */
+	z = frexp(x, &exp2);
+	z = (z - 1.0) / (z + 1.0);
+	z2 = z * z;
+	term = z;
+	for (i = 1; i < 60; i += 2) {
+		ln += term / i;
+		term *= z2;
+	}
+	ln = 2.0 * ln + exp2 * 0.69314718055994530942;
+	/* e^t = 2^k e^r with |r| <= ln 2 / 2 */
+	t = y * ln;
+	if (t > 700.0)
+		return 1e300;
+	if (t < -700.0)
+		return 0.0;
+	k = (int)(t / 0.69314718055994530942 + (t < 0 ? -0.5 : 0.5));
+	r = t - k * 0.69314718055994530942;
+	e = 1.0;
+	term = 1.0;
+	for (i = 1; i < 25; i++) {
+		term *= r / i;
+		e += term;
+	}
+	return ldexp(e, k);
+}
+
 static double
 weight_sum(double w, double x, long n)
 {
@@ -593,7 +642,7 @@ weight_sum(double w, double x, long n)
 		return 0;
 	if (x == 1.0)
 		return w * (double)n;
-	return w * (pow(x, (double)n) - 1.0) / (x - 1.0);
+	return w * (power(x, (double)n) - 1.0) / (x - 1.0);
 }
 
 /* Evaluates one condition. Returns 1 (met), 0 (not met), and adds to
@@ -727,7 +776,7 @@ eval_condition(struct run *run, const struct rc_recipe *r,
 				limit = 1;
 			ratio = parts.kind == RC_COND_MORE ? size / limit :
 				limit / size;
-			*score += c->weight * pow(ratio, c->exponent);
+			*score += c->weight * power(ratio, c->exponent);
 			result = 1;
 		} else {
 			int met = parts.kind == RC_COND_LESS ? size < limit :
@@ -1454,7 +1503,8 @@ init_vars(struct run *run)
 		 env->default_mailbox : b.data);
 	vars_set(&run->vars, "MAILDIR", home);
 	vars_set(&run->vars, "MSGPREFIX", "msg.");
-	vars_set(&run->vars, "SENDMAIL", "/usr/sbin/sendmail");
+	vars_set(&run->vars, "SENDMAIL", env->sendmail != NULL ? env->sendmail :
+		 "/usr/sbin/sendmail");
 	vars_set(&run->vars, "SENDMAILFLAGS", "-oi");
 	vars_set(&run->vars, "LOCKEXT", ".lock");
 	if (env->hostname != NULL)
@@ -1508,6 +1558,7 @@ set_result_default(struct run *run)
 		buf_puts(&b, d);
 	free(run->env->result_default);
 	run->env->result_default = buf_steal(&b);
+	buf_free(&b);
 }
 
 struct source {

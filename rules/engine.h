@@ -78,6 +78,7 @@ struct rules_env {
 	const char *default_mailbox;	/* DEFAULT */
 	const char *orgmail;		/* ORGMAIL; NULL: DEFAULT */
 	const char *hostname;		/* HOST must equal this */
+	const char *sendmail;		/* SENDMAIL; NULL: /usr/sbin/sendmail */
 	const char *const *args;	/* $1 ... */
 	size_t nargs;
 	int system_rcfile;		/* PATH without $HOME/bin (/etc/procmailrc) */

@@ -108,6 +108,7 @@ static char *
 read_logical_line(struct parser *ps, int strip_lead)
 {
 	struct buf out;
+	char *line;
 
 	buf_init(&out);
 	while (ps->p < ps->end && *ps->p != '\n') {
@@ -124,7 +125,9 @@ read_logical_line(struct parser *ps, int strip_lead)
 	while (out.len > 0 && (is_blank(out.data[out.len - 1])))
 		out.len--;
 	out.data[out.len] = '\0';
-	return buf_steal(&out);
+	line = buf_steal(&out);
+	buf_free(&out);	/* buf_steal leaves an empty buffer behind */
+	return line;
 }
 
 static char *

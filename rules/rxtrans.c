@@ -169,6 +169,12 @@ rx_translate(const char *pat, size_t len, struct buf *out, int *has_split)
 				buf_puts(out, "\\]");
 				i++;
 			}
+			if (i < n && s[i] == '-') {
+				/* no longer first: keep it from making a
+				 * range with what went before */
+				buf_puts(out, "\\-");
+				i++;
+			}
 			while (i < n && s[i] != ']') {
 				c = s[i++];
 				if (c == '\\' && i < n) {

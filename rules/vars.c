@@ -105,6 +105,7 @@ vars_envp_new(const struct vars *v)
 		buf_init(&b);
 		buf_printf(&b, "%s=%s", v->names[i], v->values[i]);
 		envp[i] = buf_steal(&b);
+		buf_free(&b);
 	}
 	return envp;
 }
@@ -248,11 +249,12 @@ expand_ref(const struct vars_ctx *ctx, const char *text, size_t *i,
 		*i = (size_t)(name_end - text);
 		return 1;
 	}
-	if (isdigit((unsigned char)*p) || strchr("#$?_-=@", *p) != NULL) {
-		if (*p != '\0' && ctx->special != NULL)
+	if (*p != '\0' && (isdigit((unsigned char)*p) ||
+			   strchr("#$?_-=@", *p) != NULL)) {
+		if (ctx->special != NULL)
 			ctx->special(ctx->arg, *p, val);
 		*i = (size_t)(p + 1 - text);
-		return *p != '\0';
+		return 1;
 	}
 	if (*p == '{') {
 		const char *close, *op;

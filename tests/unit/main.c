@@ -35,6 +35,9 @@ main(void)
 	test_msgform_register();
 	test_mbox_register();
 	test_maildir_register();
+	test_rcparse_register();
+	test_rxtrans_register();
+	test_engine_register();
 	if (CU_get_error() != CUE_SUCCESS) {
 		fprintf(stderr, "unit-tests: registry: %s\n",
 			CU_get_error_msg());

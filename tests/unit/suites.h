@@ -24,6 +24,9 @@ void test_message_register(void);
 void test_msgform_register(void);
 void test_mbox_register(void);
 void test_maildir_register(void);
+void test_rcparse_register(void);
+void test_rxtrans_register(void);
+void test_engine_register(void);
 
 struct unit_test {
 	const char *name;

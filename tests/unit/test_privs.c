@@ -28,7 +28,9 @@ become_and_check(void *arg)
 		return 1;
 	if (getuid() != TEST_UID || geteuid() != TEST_UID)
 		failed |= 2;
-	if (getgid() != TEST_UID || getegid() != TEST_UID)
+	/* The mail group is kept as effective and saved group only, never
+	 * as a supplementary group a command would inherit. */
+	if (getgid() != TEST_UID || getegid() != EXTRA_GID)
 		failed |= 4;
 	n = getgroups(64, groups);
 	for (i = 0; i < n; i++) {
@@ -37,8 +39,17 @@ become_and_check(void *arg)
 		else if (groups[i] != TEST_UID)
 			failed |= 8;	/* root's groups must be gone */
 	}
-	if (!found)
+	if (found)
 		failed |= 16;
+	privs_use_extra_group(0);
+	if (getegid() != TEST_UID)
+		failed |= 32;
+	privs_use_extra_group(1);
+	if (getegid() != EXTRA_GID)
+		failed |= 64;
+	privs_drop_extra_group();
+	if (getegid() != TEST_UID || setegid(EXTRA_GID) == 0)
+		failed |= 128;
 	/* No way back. */
 	if (setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0)
 		failed |= 32;
