@@ -132,3 +132,33 @@ address_split_extension(const char *local, size_t len, char delimiter,
 	*ext_len = len - *user_len - 1;
 	return 1;
 }
+
+static int
+atext(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c);
+}
+
+void
+address_quote_local(struct buf *out, const char *local, size_t len)
+{
+	size_t i;
+	int plain = len > 0 && local[0] != '.' && local[len - 1] != '.';
+
+	for (i = 0; plain && i < len; i++)
+		if (!(local[i] != '\0' && (atext((unsigned char)local[i]) ||
+		      (local[i] == '.' && local[i + 1] != '.'))))
+			plain = 0;
+	if (plain) {
+		buf_append(out, local, len);
+		return;
+	}
+	buf_putc(out, '"');
+	for (i = 0; i < len; i++) {
+		if (local[i] == '"' || local[i] == '\\')
+			buf_putc(out, '\\');
+		buf_putc(out, local[i]);
+	}
+	buf_putc(out, '"');
+}

@@ -34,5 +34,8 @@ int address_split_extension(const char *local, size_t len, char delimiter,
 			    size_t *user_len, const char **ext,
 			    size_t *ext_len);
 void address_lowercase(char *s, size_t len);
+/* Appends a local part as RFC 5321 writes it: as is when it is a
+ * dot-string, otherwise quoted ("a b" -> "\"a b\""). */
+void address_quote_local(struct buf *out, const char *local, size_t len);
 
 #endif

@@ -828,7 +828,8 @@ resolve_address(struct resolver *r, const struct top *top,
 		struct buf addr;
 
 		buf_init(&addr);
-		buf_printf(&addr, "%s@%s", a.local.data, a.domain.data);
+		address_quote_local(&addr, a.local.data, a.local.len);
+		buf_printf(&addr, "@%s", a.domain.data);
 		new_dest(&d, DEST_REMOTE, addr.data, addr.len, top, st);
 		add_dest(r, st, &d);
 		buf_free(&addr);

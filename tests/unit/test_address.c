@@ -197,7 +197,33 @@ test_address_split_extension_without_one(void)
 	CU_ASSERT_EQUAL(user_len, 3);
 }
 
+static void
+quote_check(const char *local, const char *expected)
+{
+	struct buf out;
+
+	buf_init(&out);
+	address_quote_local(&out, local, strlen(local));
+	CU_ASSERT_STRING_EQUAL(out.data, expected);
+	buf_free(&out);
+}
+
+static void
+test_address_quote_local_only_when_needed(void)
+{
+	quote_check("alice", "alice");
+	quote_check("o'brien+tag", "o'brien+tag");
+	quote_check("first.last", "first.last");
+	quote_check("a b", "\"a b\"");
+	quote_check("a..b", "\"a..b\"");
+	quote_check(".dot", "\".dot\"");
+	quote_check("say\"hi\"", "\"say\\\"hi\\\"\"");
+	quote_check("back\\slash", "\"back\\\\slash\"");
+	quote_check("a@b", "\"a@b\"");
+}
+
 static const struct unit_test tests[] = {
+	UNIT_TEST(test_address_quote_local_only_when_needed),
 	UNIT_TEST(test_address_parse_plain_and_bracketed),
 	UNIT_TEST(test_address_parse_lowercases_domain_only),
 	UNIT_TEST(test_address_parse_quoted_local_part),
