@@ -164,7 +164,8 @@ on_folder(void *arg, const char *path, enum rules_folder_type type,
 		return write_mbox(ctx->req, path, msg->message, &form, st);
 	case RULES_MAILDIR:
 		return maildir_deliver(path, msg->message, &form,
-				       ctx->hostname, stored, st);
+				       config_hostname(ctx->req->cfg), stored,
+				       st);
 	case RULES_MH:
 		return folder_mh_deliver(path, msg->message, &form, stored, st);
 	case RULES_DIRECTORY:
@@ -271,7 +272,8 @@ deliver_default(struct context *ctx, const char *path,
 	status_ok(st);
 	raw_form(&form, ctx->req->sender);
 	if (len > 0 && path[len - 1] == '/')
-		return maildir_deliver(path, m, &form, ctx->hostname, NULL, st);
+		return maildir_deliver(path, m, &form,
+				       config_hostname(ctx->req->cfg), NULL, st);
 	if (len > 1 && path[len - 1] == '.' && path[len - 2] == '/') {
 		struct buf dir, stored;
 		int rc;

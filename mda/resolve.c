@@ -351,27 +351,24 @@ static int
 set_runner(struct resolver *r, struct step *st, uid_t owner,
 	   struct buf *name_store, struct buf *home_store)
 {
-	struct passwd *pw;
+	struct passwd *pw = owner == 0 ? getpwnam(r->cfg->default_privs)
+				       : getpwuid(owner);
 
-	if (owner == 0) {
-		pw = getpwnam(r->cfg->default_privs);
-		if (pw == NULL || pw->pw_uid == 0)
-			return -1;
-	} else {
-		pw = getpwuid(owner);
-	}
 	buf_reset(name_store);
 	buf_reset(home_store);
-	if (pw != NULL) {
+	if (pw == NULL || pw->pw_uid == 0) {
+		/* Nobody to run commands and files as: they are refused
+		 * (add_runner_dest), plain addresses still resolve. */
+		buf_printf(name_store, "%s", owner == 0 ? r->cfg->default_privs
+							: "?");
+		buf_puts(home_store, "/");
+		st->run_uid = (uid_t)-1;
+		st->run_gid = (gid_t)-1;
+	} else {
 		buf_puts(name_store, pw->pw_name);
 		buf_puts(home_store, pw->pw_dir);
 		st->run_uid = pw->pw_uid;
 		st->run_gid = pw->pw_gid;
-	} else {
-		buf_printf(name_store, "#%ld", (long)owner);
-		buf_puts(home_store, "/");
-		st->run_uid = owner;
-		st->run_gid = (gid_t)-1;
 	}
 	st->run_user = name_store->data;
 	st->run_home = home_store->data;
@@ -385,6 +382,15 @@ add_runner_dest(struct resolver *r, const struct top *top,
 {
 	struct dest d;
 
+	if (st->run_uid == (uid_t)-1 || st->run_uid == 0) {
+		struct status why;
+
+		status_set(&why, EX_TEMPFAIL, "4.3.5",
+			   "no user to run commands and files as (%s unknown)",
+			   st->run_user ? st->run_user : "owner");
+		add_error(r, top, st, &why);
+		return;
+	}
 	new_dest(&d, kind, text, len, top, st);
 	d.user = xstrdup(st->run_user ? st->run_user : "?");
 	d.uid = st->run_uid;
