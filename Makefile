@@ -50,7 +50,8 @@ PCRE2_CFLAGS = $(shell $(PKG_CONFIG) --cflags libpcre2-8)
 PCRE2_LIBS = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs libpcre2-8) -Wl,-Bdynamic
 RULES_LIBS = $(PCRE2_LIBS) -ldl
 
-MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c smtpd/sendmail.c
+MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c smtpd/sendmail.c \
+	smtpd/mailstats.c
 LIB_SRC = $(wildcard lib/*.c)
 MDA_SRC = $(filter-out $(MAINS),$(wildcard mda/*.c))
 SMTPD_SRC = $(filter-out $(MAINS),$(wildcard smtpd/*.c))
@@ -63,7 +64,8 @@ SMTPD_OBJ = $(SMTPD_SRC:%.c=$(O)/%.o)
 RULES_OBJ = $(RULES_SRC:%.c=$(O)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(O)/%.o)
 
-PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases $(B)/sendmail
+PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases $(B)/sendmail \
+	$(B)/mailstats
 
 .PHONY: all check check-build unit e2e san demo deps install clean
 all: $(PROGRAMS)
@@ -107,6 +109,10 @@ $(B)/praliases: $(O)/smtpd/praliases.o $(O)/libsmtpd.a $(O)/libmail.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
 
 $(B)/sendmail: $(O)/smtpd/sendmail.o $(O)/libsmtpd.a $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
+
+$(B)/mailstats: $(O)/smtpd/mailstats.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
 

@@ -30,6 +30,7 @@
 #include "qid.h"
 #include "rcdeliver.h"
 #include "resolve.h"
+#include "stats.h"
 #include "status.h"
 
 struct options {
@@ -47,6 +48,7 @@ struct run {
 	struct message msg;
 	const char *sender;
 	const char *extension;	/* -a: the rules' $1 */
+	int stats_fd;		/* mailstats counters, or -1 */
 	char queue_id[QID_SIZE];
 	size_t nrcpts;
 };
@@ -311,6 +313,12 @@ deliver_dest(struct run *run, struct dest *d, time_t started)
 	}
 	}
 	log_result(run, d, started, &st);
+	if (st.exit_code == EX_OK && d->kind != DEST_ERROR)
+		stats_count_to(run->stats_fd, d->kind == DEST_PIPE ? STATS_PROG :
+				d->kind == DEST_FILE ? STATS_FILE :
+				d->kind == DEST_REMOTE ? STATS_RELAY :
+							 STATS_LOCAL,
+			       (long long)run->msg.size);
 	buf_free(&delivered_to);
 	return st.exit_code;
 }
@@ -531,6 +539,8 @@ main(int argc, char **argv)
 			st.text);
 		maillog_open("syslog", "deliver", run.cfg.hostname, &st);
 	}
+	/* Opened while we may: the counters belong to root. */
+	run.stats_fd = stats_open(run.cfg.statistics, 0);
 	if (opt.queue_id != NULL && qid_valid(opt.queue_id))
 		snprintf(run.queue_id, sizeof(run.queue_id), "%s",
 			 opt.queue_id);

@@ -38,6 +38,7 @@ main(void)
 	test_rcparse_register();
 	test_rxtrans_register();
 	test_engine_register();
+	test_stats_register();
 	if (CU_get_error() != CUE_SUCCESS) {
 		fprintf(stderr, "unit-tests: registry: %s\n",
 			CU_get_error_msg());
