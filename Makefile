@@ -122,7 +122,8 @@ $(B)/deliver: $(O)/mda/deliver.o $(O)/librules.a $(O)/libmda.a $(O)/libmail.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< -Wl,--start-group $(filter %.a,$^) \
 		-Wl,--end-group $(LOCKFILE_LIBS) $(CDB_LIBS) $(RULES_LIBS)
 
-$(O)/unit-tests: $(UNIT_OBJ) $(O)/librules.a $(O)/libmda.a $(O)/libmail.a
+$(O)/unit-tests: $(UNIT_OBJ) $(O)/libsmtpd.a $(O)/librules.a $(O)/libmda.a \
+		$(O)/libmail.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(UNIT_OBJ) -Wl,--start-group \
 		$(filter %.a,$^) -Wl,--end-group $(CUNIT_LIBS) \
 		$(LOCKFILE_LIBS) $(CDB_LIBS) $(RULES_LIBS)

@@ -39,6 +39,7 @@ main(void)
 	test_rxtrans_register();
 	test_engine_register();
 	test_stats_register();
+	test_submit_register();
 	if (CU_get_error() != CUE_SUCCESS) {
 		fprintf(stderr, "unit-tests: registry: %s\n",
 			CU_get_error_msg());

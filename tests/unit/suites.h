@@ -28,6 +28,7 @@ void test_rcparse_register(void);
 void test_rxtrans_register(void);
 void test_engine_register(void);
 void test_stats_register(void);
+void test_submit_register(void);
 
 struct unit_test {
 	const char *name;
