@@ -34,13 +34,16 @@ static char *
 expand_home(const char *path, const char *home)
 {
 	struct buf b;
+	char *result;
 
 	buf_init(&b);
 	if (path[0] == '~' && path[1] == '/')
 		buf_printf(&b, "%s%s", home, path + 1);
 	else
 		buf_puts(&b, path);
-	return buf_steal(&b);
+	result = buf_steal(&b);
+	buf_free(&b);
+	return result;
 }
 
 /* procmail's rule: an rcfile anyone else could have written is not run. */

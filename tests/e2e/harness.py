@@ -181,6 +181,7 @@ class MailRoot:
             "ASAN_OPTIONS": (asan + ":" if asan else "")
             + "verify_asan_link_order=0",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+            "LSAN_OPTIONS": os.environ.get("LSAN_OPTIONS", ""),
         }
 
     def command(self, *args, as_user=None, conf=True):
