@@ -70,6 +70,7 @@ struct run {
 	double score;
 	int last_exit;
 	char *lastfolder;
+	long lastsize;		/* the size of the last delivery */
 	int logfd;
 	int verbose;
 	char *global_lock;
@@ -149,6 +150,24 @@ read_body(const struct message *m, struct buf *out)
 	}
 }
 
+/* Appends a header section with its fields unfolded: the line end before
+ * a continuation line (one that starts with a blank) becomes a space, the
+ * blank stays. procmail matches conditions against (and feeds "?"
+ * programs) the header in this form; folders and commands get it as it
+ * came. */
+static void
+append_unfolded(struct buf *out, const char *p, size_t len)
+{
+	size_t i, start = out->len;
+
+	buf_append(out, p, len);
+	for (i = start; i + 1 < out->len; i++)
+		if (out->data[i] == '\n' &&
+		    (out->data[i + 1] == ' ' || out->data[i + 1] == '\t'))
+			out->data[i] = ' ';
+}
+
+/* The H area of conditions: the From_ line and the unfolded header. */
 static const struct buf *
 header_text(struct run *run)
 {
@@ -158,7 +177,7 @@ header_text(struct run *run)
 		buf_reset(&run->htext);
 		buf_append(&run->htext, run->from_line.data,
 			   run->from_line.len);
-		buf_append(&run->htext, m->head.data, m->header_len);
+		append_unfolded(&run->htext, m->head.data, m->header_len);
 		run->htext_ok = 1;
 	}
 	return &run->htext;
@@ -206,14 +225,19 @@ set_message(struct run *run, const char *hdr, size_t hlen, const char *body,
 	}
 }
 
+/* Internal to the engine, never passed on: feed the header unfolded (to
+ * the program of a "?" condition). */
+#define FEED_UNFOLDED (1u << 16)
+
 /* The part of the message a recipe's h and b flags select, as a message
- * of its own in tmp when it is not all of it. */
+ * of its own in tmp when it is not all of it (or it is to be unfolded). */
 static const struct message *
 select_part(struct run *run, unsigned hb, struct message *tmp)
 {
 	const struct message *m = cur(run);
 
-	if ((hb & RULES_HEADER) && (hb & RULES_BODY))
+	if ((hb & RULES_HEADER) && (hb & RULES_BODY) &&
+	    !(hb & FEED_UNFOLDED))
 		return m;
 	memset(tmp, 0, sizeof(*tmp));
 	buf_init(&tmp->head);
@@ -221,8 +245,17 @@ select_part(struct run *run, unsigned hb, struct message *tmp)
 	tmp->envelope_sender = m->envelope_sender;
 	tmp->arrival = m->arrival;
 	if (hb & RULES_HEADER) {
-		buf_append(&tmp->head, m->head.data, m->header_len);
+		if (hb & FEED_UNFOLDED)
+			append_unfolded(&tmp->head, m->head.data,
+					m->header_len);
+		else
+			buf_append(&tmp->head, m->head.data, m->header_len);
 		tmp->header_len = m->header_len;
+		if (hb & RULES_BODY) {
+			const struct buf *b = body_text(run);
+
+			buf_append(&tmp->head, b->data, b->len);
+		}
 	} else if (hb & RULES_BODY) {
 		const struct buf *b = body_text(run);
 
@@ -307,6 +340,7 @@ run_command(struct run *run, const char *command, unsigned flags,
 	}
 	callmsg_init(run, flags, &cm);
 	status_ok(&st);
+	flags &= ~FEED_UNFOLDED;
 	rc = run->act->pipe(run->act->arg, command, &cm.msg, (int)flags,
 			    capture, output, exit_status, &st);
 	callmsg_free(&cm);
@@ -483,11 +517,14 @@ open_logfile(struct run *run, const char *path)
 		     strerror(errno));
 }
 
+/* The abstract's Subject line: the field's first line as it stands in the
+ * header (name spelt as there), at most 78 characters, blanks and control
+ * characters such as tab and CR shown as spaces: procmail's logabstract(). */
 static void
 put_field_line(struct buf *out, const char *header, size_t len,
 	       const char *name)
 {
-	size_t n = strlen(name), i = 0;
+	size_t n = strlen(name), i = 0, k;
 
 	while (i < len) {
 		const char *line = header + i;
@@ -496,18 +533,16 @@ put_field_line(struct buf *out, const char *header, size_t len,
 
 		if (ll > n && strncasecmp(line, name, n) == 0 &&
 		    line[n] == ':') {
-			const char *v = line + n + 1;
-			size_t vl = ll - n - 1;
+			if (ll > 78)
+				ll = 78;
+			buf_putc(out, ' ');
+			for (k = 0; k < ll; k++) {
+				char c = line[k];
 
-			while (vl > 0 && (*v == ' ' || *v == '\t')) {
-				v++;
-				vl--;
+				buf_putc(out, c == '\t' || c == '\v' ||
+					 c == '\f' || c == '\r' ? ' ' : c);
 			}
-			while (vl > 0 && v[vl - 1] == '\r')
-				vl--;
-			if (vl > 69)
-				vl = 69;
-			buf_printf(out, " Subject: %.*s\n", (int)vl, v);
+			buf_putc(out, '\n');
 			return;
 		}
 		i += ll + 1;
@@ -548,6 +583,7 @@ maybe_abstract(struct run *run, const char *folder, long size, int copy)
 {
 	const char *la = vars_get(&run->vars, "LOGABSTRACT");
 
+	run->lastsize = size;
 	if (la != NULL && strcasecmp(la, "all") == 0)
 		log_abstract(run, folder, size);
 	else if (!copy && vars_is_true(la, 1))
@@ -741,12 +777,15 @@ eval_condition(struct run *run, const struct rc_recipe *r,
 
 		buf_init(&cmd);
 		expand(run, rest, VARS_COMMAND, &cmd, NULL);
+		/* procmail feeds the program the area the H and B flags
+		 * select, as for a regex: the header by default */
 		if (r->flags & RC_FLAG_H)
 			feed |= RULES_HEADER;
 		if (r->flags & RC_FLAG_B)
 			feed |= RULES_BODY;
 		if (feed == 0)
-			feed = RULES_HEADER | RULES_BODY;
+			feed = RULES_HEADER;
+		feed |= FEED_UNFOLDED;
 		ran = run_command(run, cmd.data, feed, 0, NULL, &status) == 0;
 		buf_free(&cmd);
 		if (c->weighted) {
@@ -764,7 +803,9 @@ eval_condition(struct run *run, const struct rc_recipe *r,
 	}
 	case RC_COND_LESS:
 	case RC_COND_MORE: {
-		double size = (double)cur(run)->size;
+		/* procmail's mail starts with its From_ line */
+		double size = (double)cur(run)->size +
+			      (double)run->from_line.len;
 		double limit = strtod(rest, NULL);
 
 		if (c->weighted) {
@@ -1122,9 +1163,15 @@ do_forward(struct run *run, const struct rc_recipe *r, unsigned feed)
 	} else {
 		struct buf lf;
 		const char *sm = vars_get(&run->vars, "SENDMAIL");
+		const char *smf = vars_get(&run->vars, "SENDMAILFLAGS");
 
+		/* procmail's LASTFOLDER: the command it ran */
 		buf_init(&lf);
 		buf_puts(&lf, sm != NULL ? sm : "/usr/sbin/sendmail");
+		if (smf != NULL && *smf != '\0')
+			buf_printf(&lf, " %s", smf);
+		for (i = 0; i < nwords; i++)
+			buf_printf(&lf, " %s", addrs[i]);
 		set_lastfolder(run, lf.data);
 		maybe_abstract(run, lf.data,
 			       logged_size(cm.msg.message, RULES_MBOX, run,
@@ -1561,6 +1608,53 @@ set_result_default(struct run *run)
 	buf_free(&b);
 }
 
+/* procmail delivers to DEFAULT itself when the rcfiles delivered nothing.
+ * The caller does it for us (env->result_default) unless the outcome
+ * matters to the run: a filtered message only the engine holds (the
+ * caller has only the original), the LOGFILE's abstract of the final
+ * delivery, and the EXITCODE that TRAP sees. Returns 1 when delivered. */
+static int
+deliver_default(struct run *run)
+{
+	const char *trap = vars_get(&run->vars, "TRAP");
+	const char *d = vars_get(&run->vars, "DEFAULT");
+	enum rules_folder_type type;
+	struct buf clean, stored;
+	struct callmsg cm;
+	struct status st;
+	int rc;
+
+	if (!run->filtered && run->logfd < 0 && (trap == NULL || *trap == '\0'))
+		return 0;
+	if (d == NULL || *d == '\0')
+		d = vars_get(&run->vars, "ORGMAIL");
+	if (d == NULL || *d == '\0' || run->act->folder == NULL)
+		return 0;
+	buf_init(&clean);
+	buf_init(&stored);
+	type = folder_type(d, &clean);
+	callmsg_init(run, RULES_HEADER | RULES_BODY, &cm);
+	status_ok(&st);
+	rc = run->act->folder(run->act->arg, clean.data, type, &cm.msg,
+			      RULES_HEADER | RULES_BODY, &stored, &st);
+	if (rc < 0) {
+		diag(run, "error while writing to \"%s\"%s%s", d,
+		     st.text[0] != '\0' ? ": " : "", st.text);
+	} else {
+		const char *where = stored.len > 0 ? stored.data : d;
+
+		set_lastfolder(run, where);
+		maybe_abstract(run, where,
+			       logged_size(cm.msg.message, type, run,
+					   RULES_HEADER | RULES_BODY), 0);
+		run->delivered = 1;
+	}
+	callmsg_free(&cm);
+	buf_free(&clean);
+	buf_free(&stored);
+	return rc == 0;
+}
+
 struct source {
 	const char *name;
 	const char *text;	/* NULL: read the file name */
@@ -1644,8 +1738,16 @@ run_all(const struct source *src, size_t n, struct rules_env *env,
 	}
 	if (last == RUN_STOP_FILE) {
 		/* procmail: HOST not this host after the last rcfile ends
-		 * the run without an error, as if delivered. */
+		 * the run without an error, as if delivered; on its way out
+		 * it logs the abstract of the last delivery (a copy). */
+		const char *la = vars_get(&run.vars, "LOGABSTRACT");
+
 		env->result_host_mismatch = 1;
+		if (run.lastfolder != NULL && vars_is_true(la, 1) &&
+		    !(la != NULL && strcasecmp(la, "all") == 0))
+			log_abstract(&run, run.lastfolder, run.lastsize);
+	} else if (!run.delivered) {
+		deliver_default(&run);
 	}
 	*delivered = run.delivered;
 	finish(&run);

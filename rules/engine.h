@@ -94,10 +94,13 @@ struct rules_env {
 };
 
 /* Runs the rcfiles in turn (a missing one is skipped with a log line).
- * *delivered is 1 when a delivering recipe (without "c") succeeded; when 0
- * the caller delivers to env->result_default. Returns 0, or -1 with st set
- * when the run could not be done at all (the caller then delivers to the
- * default mailbox as well). */
+ * *delivered is 1 when a delivering recipe (without "c") succeeded, or
+ * when the engine delivered to $DEFAULT itself through actions->folder (it
+ * does when the outcome matters to the run: a filtered message, a LOGFILE
+ * to write the abstract to, a TRAP that sees EXITCODE); when 0 the caller
+ * delivers to env->result_default. Returns 0, or -1 with st set when the
+ * run could not be done at all (the caller then delivers to the default
+ * mailbox as well). */
 int rules_run(const char *const *rcfiles, size_t n, struct rules_env *env,
 	      const struct message *m, const struct rules_actions *actions,
 	      int *delivered, struct status *st);

@@ -43,6 +43,8 @@ struct rx {
 	int jit_tried;
 	pcre2_code *code;
 	pcre2_match_data *md;
+	pcre2_code *dfa_code;	/* for counting, made when first needed */
+	int dfa_tried;
 	struct rx *next;
 };
 
@@ -92,19 +94,50 @@ is_quantifier(char c)
 	return c == '*' || c == '+' || c == '?';
 }
 
+/* Whether the pattern holds a "\/" (outside a bracket expression). */
+static int
+find_split(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		if (s[i] == '\\' && i + 1 < n) {
+			if (s[i + 1] == '/')
+				return 1;
+			i += 2;
+		} else if (s[i] == '[') {
+			i++;
+			if (i < n && s[i] == '^')
+				i++;
+			if (i < n && s[i] == ']')
+				i++;
+			while (i < n && s[i] != ']')
+				i += s[i] == '\\' && i + 1 < n ? 2 : 1;
+			i++;
+		} else {
+			i++;
+		}
+	}
+	return 0;
+}
+
 void
 rx_translate(const char *pat, size_t len, struct buf *out, int *has_split)
 {
 	struct buf src;
 	const char *s;
 	size_t n, i = 0;
-	int atom = 0, depth = 0;
+	int atom = 0, depth = 0, lazy;
 
 	*has_split = 0;
 	buf_init(&src);
 	expand_macros(pat, len, &src);
 	s = src.data;
 	n = src.len;
+	/* procmail matches the part left of "\/" as short as it can and
+	 * the part right of it (MATCH) as long as it can: the quantifiers
+	 * on the left are lazy. */
+	lazy = find_split(s, n);
 	if (n >= 2 && s[0] == '^' && s[1] == '^') {
 		buf_puts(out, "\\A");
 		i = 2;
@@ -141,6 +174,7 @@ rx_translate(const char *pat, size_t len, struct buf *out, int *has_split)
 				if (!*has_split)
 					buf_puts(out, "\\K");
 				*has_split = 1;
+				lazy = 0;
 				atom = 0;
 			} else if (c == '<') {
 				buf_puts(out, "(?:^|[^a-zA-Z0-9_])");
@@ -240,6 +274,8 @@ rx_translate(const char *pat, size_t len, struct buf *out, int *has_split)
 					buf_putc(out, '*');
 				else
 					buf_putc(out, plus ? '+' : '?');
+				if (lazy)
+					buf_putc(out, '?');
 				atom = 0;
 			}
 			continue;
@@ -279,6 +315,7 @@ rx_cache_free(struct rx_cache *cache)
 		next = rx->next;
 		pcre2_match_data_free(rx->md);
 		pcre2_code_free(rx->code);
+		pcre2_code_free(rx->dfa_code);
 		free(rx->pattern);
 		free(rx);
 	}
@@ -355,14 +392,62 @@ rx_search(struct rx *rx, const char *text, size_t len, size_t start,
 	return 1;
 }
 
+/* The next match from start that ends first (procmail's matcher stops at
+ * the first end it reaches: "a+" in "aaa" is "a"), by PCRE2's DFA
+ * matcher; 0 when none, -1 when the DFA matcher cannot run the pattern. */
+static int
+search_shortest(struct rx *rx, const char *text, size_t len, size_t start,
+		size_t *match_end)
+{
+	int workspace[1000];
+	PCRE2_SIZE *ov;
+	int rc;
+
+	if (!rx->dfa_tried) {
+		/* Without auto-possessification, which would make "a+" at
+		 * the end of a pattern take all the a's even here. */
+		struct buf pcre;
+		int code, split;
+		PCRE2_SIZE offset;
+		uint32_t options = PCRE2_MULTILINE | PCRE2_NO_AUTO_POSSESS;
+
+		rx->dfa_tried = 1;
+		buf_init(&pcre);
+		rx_translate(rx->pattern, strlen(rx->pattern), &pcre, &split);
+		if (!rx->case_sensitive)
+			options |= PCRE2_CASELESS;
+		rx->dfa_code = pcre2_compile((PCRE2_SPTR)pcre.data, pcre.len,
+					     options, &code, &offset, NULL);
+		buf_free(&pcre);
+	}
+	if (rx->dfa_code == NULL)
+		return -1;
+	rc = pcre2_dfa_match(rx->dfa_code, (PCRE2_SPTR)text, len, start,
+			     PCRE2_DFA_SHORTEST, rx->md, NULL, workspace,
+			     sizeof(workspace) / sizeof(workspace[0]));
+	if (rc == PCRE2_ERROR_NOMATCH)
+		return 0;
+	if (rc < 0)
+		return -1;
+	ov = pcre2_get_ovector_pointer(rx->md);
+	*match_end = ov[1];
+	return 1;
+}
+
 long
 rx_count(struct rx *rx, const char *text, size_t len, long max)
 {
 	size_t pos = 0, ms, me;
 	long count = 0;
+	int rc = 1;
 
-	while (count < max && pos <= len &&
-	       rx_search(rx, text, len, pos, &ms, &me) == 1) {
+	while (count < max && pos <= len) {
+		if (rc >= 0)
+			rc = search_shortest(rx, text, len, pos, &me);
+		if (rc < 0 && rx_search(rx, text, len, pos, &ms, &me) != 1)
+			break;
+		if (rc == 0)
+			break;
 		count++;
 		pos = me > pos ? me : pos + 1;
 	}

@@ -184,11 +184,16 @@ sink_value(struct sink *s, const char *p, size_t len, int quoted)
 	}
 }
 
+/* $\name as procmail makes it: "()" first (an empty group, so that the
+ * value cannot join what precedes it, e.g. into "^^"), then the value with
+ * a backslash before each of procmail's regex characters ("]", "{" and "}"
+ * are plain characters to it). */
 static void
 regex_quote(const char *v, struct buf *out)
 {
+	buf_puts(out, "()");
 	for (; *v != '\0'; v++) {
-		if (strchr("\\^$.[]|()*+?{}", *v) != NULL)
+		if (strchr("\\^$.[|()*+?", *v) != NULL)
 			buf_putc(out, '\\');
 		buf_putc(out, *v);
 	}
@@ -235,7 +240,8 @@ expand_ref(const struct vars_ctx *ctx, const char *text, size_t *i,
 		*i = (size_t)(name_end - text);
 		return 1;
 	}
-	if (is_name_start(*p)) {
+	/* "$_" alone is the rcfile's name, "$_x" a variable */
+	if (is_name_start(*p) && !(*p == '_' && !is_name_char(p[1]))) {
 		for (name_end = p; is_name_char(*name_end); name_end++)
 			;
 		n = (size_t)(name_end - p);
