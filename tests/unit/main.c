@@ -40,6 +40,7 @@ main(void)
 	test_engine_register();
 	test_stats_register();
 	test_submit_register();
+	test_queue_register();
 	if (CU_get_error() != CUE_SUCCESS) {
 		fprintf(stderr, "unit-tests: registry: %s\n",
 			CU_get_error_msg());
