@@ -80,6 +80,10 @@ static const struct config_key config_keys[] = {
 	KEY(deliver_path, KEY_PATH, BINDIR "/deliver", 0),
 	KEY(system_rcfile, KEY_PATH, SYSCONFDIR "/procmailrc", 0),
 	KEY(user_rcfile, KEY_STRING, "~/.procmailrc", 0),
+	KEY(submit_group, KEY_STRING, "smmsp", 0),
+	KEY(max_deliveries, KEY_COUNT, "4", 1),
+	KEY(min_backoff, KEY_DURATION, "5m", 0),
+	KEY(max_backoff, KEY_DURATION, "1h", 0),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -62,6 +62,10 @@ struct config {
 	char *deliver_path;		/* the local delivery agent */
 	char *system_rcfile;		/* /etc/procmailrc */
 	char *user_rcfile;		/* ~/.procmailrc */
+	char *submit_group;		/* group of the queue directory */
+	unsigned max_deliveries;	/* messages the runner works on at once */
+	unsigned min_backoff;		/* first retry after a deferral */
+	unsigned max_backoff;		/* longest wait between retries */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

@@ -592,7 +592,7 @@ write_qf(int dirfd, const char *queue_dir, const struct queue_entry *e,
 		goto out;
 	}
 	fd = openat(dirfd, tf,
-		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		status_errno(st, errno, "%s/%s: cannot create", queue_dir, tf);
 		goto out;
@@ -663,7 +663,7 @@ queue_begin(const char *queue_dir, struct queue_entry *e,
 		d->fd = openat(d->dirfd, df,
 			       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 				       O_CLOEXEC,
-			       0600);
+			       0640);
 		if (d->fd >= 0 || errno != EEXIST)
 			break;
 	}

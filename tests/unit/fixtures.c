@@ -4,6 +4,7 @@
 #include <CUnit/CUnit.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -151,6 +152,15 @@ fixture_big_message(struct buf *out, int lines)
 	buf_puts(out, "Subject: big\n\n");
 	for (i = 0; i < lines; i++)
 		buf_printf(out, "line %d of a big message\n", i);
+}
+
+unsigned
+fixture_umask(void)
+{
+	mode_t old = umask(022);
+
+	umask(old);
+	return (unsigned)old;
 }
 
 int

@@ -49,6 +49,8 @@ void fixture_suite_setup(const char *name, const struct unit_test *tests,
 /* A new private directory below $TMPDIR or /tmp; the caller frees the path
  * and removes the directory with fixture_rmtree(). NULL on failure. */
 char *fixture_tmpdir(void);
+/* The process's umask (left unchanged). */
+unsigned fixture_umask(void);
 /* Removes path and everything below it, links not followed. 0 or -1. */
 int fixture_rmtree(const char *path);
 /* Appends the file's bytes to out. 0 or -1. */

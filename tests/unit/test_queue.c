@@ -422,14 +422,16 @@ test_queue_create_writes_body_and_envelope(void)
 	CU_ASSERT(qid_valid(e.id));
 	CU_ASSERT(e.created > 1700000000);
 	CU_ASSERT_EQUAL(e.body_size, sizeof(body) - 1);
-	/* df, qf and nothing else, private to the owner. */
+	/* df, qf and nothing else, readable by owner and group only. */
 	CU_ASSERT_EQUAL(fixture_count_entries(qdir), 2);
 	path = qpath('d', e.id);
 	CU_ASSERT(fixture_file_is(path, body));
-	CU_ASSERT(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+	CU_ASSERT(stat(path, &sb) == 0 &&
+		  (sb.st_mode & 07777) == (0640 & ~fixture_umask()));
 	free(path);
 	path = qpath('q', e.id);
-	CU_ASSERT(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+	CU_ASSERT(stat(path, &sb) == 0 &&
+		  (sb.st_mode & 07777) == (0640 & ~fixture_umask()));
 	free(path);
 	CU_ASSERT_EQUAL_FATAL(queue_read(qdir, e.id, &back, &st), 0);
 	CU_ASSERT_STRING_EQUAL(back.id, e.id);
