@@ -49,9 +49,10 @@ CUNIT_LIBS = $(shell $(PKG_CONFIG) --libs cunit)
 PCRE2_CFLAGS = $(shell $(PKG_CONFIG) --cflags libpcre2-8)
 PCRE2_LIBS = -Wl,-Bstatic $(shell $(PKG_CONFIG) --libs libpcre2-8) -Wl,-Bdynamic
 RULES_LIBS = $(PCRE2_LIBS) -ldl
+SSL_LIBS = $(shell $(PKG_CONFIG) --libs openssl)
 
 MAINS = mda/deliver.c smtpd/newaliases.c smtpd/praliases.c smtpd/sendmail.c \
-	smtpd/mailstats.c
+	smtpd/mailstats.c smtpd/smtpd.c
 LIB_SRC = $(wildcard lib/*.c)
 MDA_SRC = $(filter-out $(MAINS),$(wildcard mda/*.c))
 SMTPD_SRC = $(filter-out $(MAINS),$(wildcard smtpd/*.c))
@@ -65,7 +66,7 @@ RULES_OBJ = $(RULES_SRC:%.c=$(O)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(O)/%.o)
 
 PROGRAMS = $(B)/deliver $(B)/newaliases $(B)/praliases $(B)/sendmail \
-	$(B)/mailq $(B)/mailstats
+	$(B)/mailq $(B)/mailstats $(B)/smtpd
 
 .PHONY: all check check-build unit e2e san demo deps install clean
 all: $(PROGRAMS)
@@ -111,6 +112,10 @@ $(B)/praliases: $(O)/smtpd/praliases.o $(O)/libsmtpd.a $(O)/libmail.a
 $(B)/sendmail: $(O)/smtpd/sendmail.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
+
+$(B)/smtpd: $(O)/smtpd/smtpd.o $(O)/libsmtpd.a $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(SSL_LIBS)
 
 # mailq is sendmail under another name (sendmail -bp).
 $(B)/mailq: $(B)/sendmail
@@ -221,15 +226,56 @@ demo: deps
 	$(MAKE) all
 	sh contrib/demo.sh $(abspath $(B))
 
+# make install: the programs where a Debian administrator looks for them
+# (sendmail in sbin, mailq and newaliases as links to it), every man page,
+# the submit group and the queue directory. sendmail is set-group-ID to
+# SUBMIT_GROUP and the queue directory root:SUBMIT_GROUP 2770 (see
+# sendmail(8)); owners, groups and the group itself are only set up when
+# installing for real (DESTDIR empty) as root; a packager does that in the
+# package's scripts. An existing mail.conf is never replaced; a new one gets
+# queue_dir, sendmail_path and submit_group when they differ from the
+# built-in defaults.
+QUEUEDIR ?= /var/spool/mqueue
+SUBMIT_GROUP ?= smmsp
+INSTALL_AS_ROOT = [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(MANDIR)/man5
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(B)/deliver $(DESTDIR)$(PREFIX)/bin/deliver
-	install -m 644 doc/deliver.8 $(DESTDIR)$(MANDIR)/man8/deliver.8
-	install -m 644 doc/mail.conf.5 $(DESTDIR)$(MANDIR)/man5/mail.conf.5
-	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/mail/mail.conf ]; then \
-		install -d $(DESTDIR)$(SYSCONFDIR)/mail && \
-		install -m 644 contrib/mail.conf $(DESTDIR)$(SYSCONFDIR)/mail/mail.conf; \
+	install -m 755 $(B)/sendmail $(B)/praliases $(B)/mailstats \
+		$(DESTDIR)$(PREFIX)/sbin/
+	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/bin/mailq
+	ln -sf sendmail $(DESTDIR)$(PREFIX)/sbin/newaliases
+	[ -d $(DESTDIR)$(QUEUEDIR) ] || install -d -m 700 $(DESTDIR)$(QUEUEDIR)
+	@if $(INSTALL_AS_ROOT); then \
+		set -ex; \
+		getent group $(SUBMIT_GROUP) >/dev/null || \
+			groupadd --system $(SUBMIT_GROUP); \
+		chown root:$(SUBMIT_GROUP) $(PREFIX)/sbin/sendmail $(QUEUEDIR); \
+		chmod 2755 $(PREFIX)/sbin/sendmail; \
+		chmod 2770 $(QUEUEDIR); \
+	fi
+	install -m 644 $(wildcard doc/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(wildcard doc/*.5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 $(wildcard doc/*.8) $(DESTDIR)$(MANDIR)/man8/
+	@conf=$(DESTDIR)$(SYSCONFDIR)/mail/mail.conf; \
+	if [ ! -e $$conf ]; then \
+		set -e; \
+		echo "install -m 644 contrib/mail.conf $$conf"; \
+		install -d $(DESTDIR)$(SYSCONFDIR)/mail; \
+		install -m 644 contrib/mail.conf $$conf; \
+		extra=$$( \
+		[ "$(QUEUEDIR)" = /var/spool/mqueue ] || \
+			echo "queue_dir = $(QUEUEDIR)"; \
+		[ "$(PREFIX)/sbin/sendmail" = /usr/sbin/sendmail ] || \
+			echo "sendmail_path = $(PREFIX)/sbin/sendmail"; \
+		[ "$(SUBMIT_GROUP)" = smmsp ] || \
+			echo "submit_group = $(SUBMIT_GROUP)"); \
+		if [ -n "$$extra" ]; then \
+			printf '\n# Set by make install:\n%s\n' "$$extra" >> $$conf; \
+		fi; \
 	fi
 
 clean:

@@ -84,6 +84,9 @@ static const struct config_key config_keys[] = {
 	KEY(max_deliveries, KEY_COUNT, "4", 1),
 	KEY(min_backoff, KEY_DURATION, "5m", 0),
 	KEY(max_backoff, KEY_DURATION, "1h", 0),
+	KEY(smtpd_user, KEY_STRING, "mail", 0),
+	KEY(smtpd_path, KEY_PATH, BINDIR "/smtpd", 0),
+	KEY(max_line_length, KEY_COUNT, "2048", 1000),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

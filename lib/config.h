@@ -66,6 +66,9 @@ struct config {
 	unsigned max_deliveries;	/* messages the runner works on at once */
 	unsigned min_backoff;		/* first retry after a deferral */
 	unsigned max_backoff;		/* longest wait between retries */
+	char *smtpd_user;		/* who SMTP sessions run as */
+	char *smtpd_path;		/* for sendmail -bs/-bd */
+	unsigned max_line_length;	/* longest text line in DATA */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

@@ -207,6 +207,43 @@ exec_deliver_verify(struct config *cfg, const struct options *o)
 	return EX_UNAVAILABLE;
 }
 
+/* -bs, -bd, -bD: the SMTP server does it (smtpd -i, smtpd [-F]),
+ * with the queue runner daemon when -qINTERVAL came too. */
+static int
+exec_smtpd(struct config *cfg, const struct options *o)
+{
+	const char *args[8];
+	char interval[32];
+	size_t n = 0;
+
+	args[n++] = cfg->smtpd_path;
+	if (o->config_path != NULL) {
+		args[n++] = "-C";
+		args[n++] = o->config_path;
+	}
+	if (o->mode == 's') {
+		args[n++] = "-i";
+	} else {
+		if (getuid() != 0)
+			die(EX_NOPERM, "%s", "only root may start the daemon");
+		drop_group();
+		if (o->mode == 'D')
+			args[n++] = "-F";
+		if (o->run_queue && o->interval > 0) {
+			snprintf(interval, sizeof(interval), "%us",
+				 o->interval);
+			args[n++] = "-q";
+			args[n++] = interval;
+		}
+	}
+	args[n] = NULL;
+	fflush(NULL);
+	execv(cfg->smtpd_path, (char *const *)args);
+	fprintf(stderr, "sendmail: cannot run %s: %s\n", cfg->smtpd_path,
+		strerror(errno));
+	return EX_UNAVAILABLE;
+}
+
 static char *
 clean_sender(const char *given, const char *login, const char *hostname)
 {
@@ -397,7 +434,7 @@ main(int argc, char **argv)
 	if (maillog_open(cfg.log, "sendmail", config_hostname(&cfg), &st) < 0)
 		fprintf(stderr, "sendmail: %s\n", st.text);
 
-	if (o.run_queue && o.mode != 'p') {
+	if (o.run_queue && o.mode != 'p' && o.mode != 'd' && o.mode != 'D') {
 		drop_group();
 		rc = run_queue(&cfg, &o);
 	} else {
@@ -419,10 +456,7 @@ main(int argc, char **argv)
 		case 's':
 		case 'd':
 		case 'D':
-			fprintf(stderr, "sendmail: -b%c: SMTP is smtpd's "
-					"work, which this release does not "
-					"have yet\n", o.mode);
-			rc = EX_UNAVAILABLE;
+			rc = exec_smtpd(&cfg, &o);
 			break;
 		default:
 			fprintf(stderr, "sendmail: -b%c is not supported\n",
