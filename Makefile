@@ -33,6 +33,7 @@ LDFLAGS ?=
 ALL_CFLAGS = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-fstack-protector-strong -D_GNU_SOURCE \
 	-DSYSCONFDIR='"$(SYSCONFDIR)"' -DBINDIR='"$(PREFIX)/bin"' \
+	-DSBINDIR='"$(PREFIX)/sbin"' \
 	-Ilib -Imda -Ismtpd -Irules $(OPT_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(OPT_LDFLAGS) $(LDFLAGS)
 
@@ -111,11 +112,11 @@ $(B)/praliases: $(O)/smtpd/praliases.o $(O)/libsmtpd.a $(O)/libmail.a
 
 $(B)/sendmail: $(O)/smtpd/sendmail.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(SSL_LIBS) -lresolv
 
 $(B)/smtpd: $(O)/smtpd/smtpd.o $(O)/libsmtpd.a $(O)/libmail.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(SSL_LIBS) -lresolv
 
 # mailq is sendmail under another name (sendmail -bp).
 $(B)/mailq: $(B)/sendmail
@@ -135,7 +136,7 @@ $(O)/unit-tests: $(UNIT_OBJ) $(O)/libsmtpd.a $(O)/librules.a $(O)/libmda.a \
 		$(O)/libmail.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(UNIT_OBJ) -Wl,--start-group \
 		$(filter %.a,$^) -Wl,--end-group $(CUNIT_LIBS) \
-		$(LOCKFILE_LIBS) $(CDB_LIBS) $(RULES_LIBS)
+		$(LOCKFILE_LIBS) $(CDB_LIBS) $(RULES_LIBS) $(SSL_LIBS) -lresolv
 
 -include $(LIB_OBJ:.o=.d) $(MDA_OBJ:.o=.d) $(SMTPD_OBJ:.o=.d) $(RULES_OBJ:.o=.d) \
 	$(UNIT_OBJ:.o=.d) $(MAINS:%.c=$(O)/%.d)
@@ -207,17 +208,20 @@ $(O)/fuzz/replay_queue: $(O)/tests/fuzz/fuzz_queue.o \
 
 # Each libFuzzer binary is compiled from the parser's sources and what they
 # call, so that all of it is instrumented for coverage.
+FUZZ_HEADERS = $(wildcard lib/*.h rules/*.h smtpd/*.h)
+
 fuzz: $(FUZZ_NAMES:%=$(O)/fuzz/libfuzzer/fuzz_%)
 
 $(O)/fuzz/libfuzzer/fuzz_rcparse: tests/fuzz/fuzz_rcparse.c rules/rcparse.c \
-		rules/rxtrans.c lib/buf.c
+		rules/rxtrans.c lib/buf.c $(FUZZ_HEADERS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PCRE2_CFLAGS) -o $@ $^ $(PCRE2_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PCRE2_CFLAGS) -o $@ $(filter %.c,$^) \
+		$(PCRE2_LIBS)
 
 $(O)/fuzz/libfuzzer/fuzz_queue: tests/fuzz/fuzz_queue.c smtpd/queue.c \
-		lib/qid.c lib/status.c lib/buf.c
+		lib/qid.c lib/status.c lib/buf.c $(FUZZ_HEADERS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $^
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 -include $(FUZZ_OBJ:.o=.d)
 # End of fuzz harnesses ------------------------------------------------------
@@ -227,7 +231,8 @@ demo: deps
 	sh contrib/demo.sh $(abspath $(B))
 
 # make install: the programs where a Debian administrator looks for them
-# (sendmail in sbin, mailq and newaliases as links to it), every man page,
+# (sendmail in sbin, mailq and newaliases as links to it; deliver and smtpd
+# in bin, where deliver_path and smtpd_path expect them), every man page,
 # the submit group and the queue directory. sendmail is set-group-ID to
 # SUBMIT_GROUP and the queue directory root:SUBMIT_GROUP 2770 (see
 # sendmail(8)); owners, groups and the group itself are only set up when
@@ -243,8 +248,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8
-	install -m 755 $(B)/deliver $(DESTDIR)$(PREFIX)/bin/deliver
-	install -m 755 $(B)/sendmail $(B)/praliases $(B)/mailstats \
+	install -m 755 $(B)/deliver $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(B)/sendmail $(B)/smtpd $(B)/praliases $(B)/mailstats \
 		$(DESTDIR)$(PREFIX)/sbin/
 	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/bin/mailq
 	ln -sf sendmail $(DESTDIR)$(PREFIX)/sbin/newaliases
@@ -269,8 +274,6 @@ install: all
 		extra=$$( \
 		[ "$(QUEUEDIR)" = /var/spool/mqueue ] || \
 			echo "queue_dir = $(QUEUEDIR)"; \
-		[ "$(PREFIX)/sbin/sendmail" = /usr/sbin/sendmail ] || \
-			echo "sendmail_path = $(PREFIX)/sbin/sendmail"; \
 		[ "$(SUBMIT_GROUP)" = smmsp ] || \
 			echo "submit_group = $(SUBMIT_GROUP)"); \
 		if [ -n "$$extra" ]; then \

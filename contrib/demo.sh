@@ -1,6 +1,7 @@
 #!/bin/sh
 # make demo: runs the system in a throwaway directory and shows where mail
-# lands. Test users come from nss_wrapper, so nothing on the host changes.
+# lands: first deliver(8) on its own, then sendmail(8), the queue, mailq and
+# mailstats. Test users come from nss_wrapper, so nothing on the host changes.
 set -eu
 BIN=${1:-$(pwd)/bin}
 ROOT=$(mktemp -d /tmp/mail-demo.XXXXXX)
@@ -17,20 +18,27 @@ root:x:0:0:root:/root:/bin/sh
 EOP
 cat > "$ROOT/group" <<EOP
 mail:x:8:
+smmsp:x:60100:
 alice:x:60001:
 bob:x:60002:
 root:x:0:
 EOP
-# alice: the classic spool mbox; bob: a maildir in his home (second config).
-cat > "$ROOT/mail.conf" <<EOP
+# One configuration for everything, paths relative to it; deliver_path is
+# the deliver just built, which the queue runner starts.
+CONF=$ROOT/mail.conf
+cat > "$CONF" <<EOP
 hostname = demo.example
 spool_dir = spool
+queue_dir = mqueue
 log = maillog
+statistics = statistics
 aliases = aliases
 virtusertable = virtusertable
 system_rcfile = procmailrc
+deliver_path = $BIN/deliver
 EOP
-sed 's|^log.*|log = maillog\nmailbox = ~/Maildir/|' "$ROOT/mail.conf" > "$ROOT/maildir.conf"
+# As with sendmail, counting happens only when the statistics file exists.
+: > "$ROOT/statistics"
 # An alias for both, and rules of alice's own: list mail into a maildir.
 printf 'staff: alice, bob\n' > "$ROOT/aliases"
 printf '@demo2.example %%1@demo.example\n' > "$ROOT/virtusertable"
@@ -43,32 +51,36 @@ lists/
 EOP
 mkdir "$ROOT/home/alice/Mail"
 chown 60001:60001 "$ROOT/home/alice/.procmailrc" "$ROOT/home/alice/Mail"
+# alice keeps the classic spool mbox; bob's mail goes to a maildir in his
+# home, as his own rules file says.
+printf 'DEFAULT=$HOME/Maildir/\n' > "$ROOT/home/bob/.procmailrc"
+chown 60002:60002 "$ROOT/home/bob/.procmailrc"
 
 export LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD="$ROOT/passwd" \
 	NSS_WRAPPER_GROUP="$ROOT/group"
 
 say() { printf '\n== %s\n' "$*"; }
 
-say "delivering 3 messages to alice (mbox) and 2 to bob (maildir) in $ROOT"
+say "deliver: 3 messages to alice (mbox) and 2 to bob (maildir) in $ROOT"
 for i in 1 2 3; do
 	printf 'From: carol@example.org\nTo: alice@demo.example\nSubject: demo %s\n\nHello alice, message %s.\nFrom here on, a line that mbox must quote.\n' "$i" "$i" |
-		"$BIN/deliver" -C "$ROOT/mail.conf" -f carol@example.org alice
+		"$BIN/deliver" -C "$CONF" -f carol@example.org alice
 done
 for i in 1 2; do
 	printf 'From: carol@example.org\r\nTo: bob@demo.example\r\nSubject: demo %s\r\n\r\nHello bob (CRLF input), message %s.\r\n' "$i" "$i" |
-		"$BIN/deliver" -C "$ROOT/maildir.conf" -f carol@example.org bob
+		"$BIN/deliver" -C "$CONF" -f carol@example.org bob
 done
 say "newaliases, then mail to the alias staff, to alice@demo2.example (virtusertable) and a [lists] message that alice's rules file"
-"$BIN/newaliases" -C "$ROOT/mail.conf"
+"$BIN/newaliases" -C "$CONF"
 printf 'From: carol@example.org\nSubject: staff meeting\n\nAt noon.\n' |
-	"$BIN/deliver" -C "$ROOT/mail.conf" -f carol@example.org staff
+	"$BIN/deliver" -C "$CONF" -f carol@example.org staff
 printf 'From: carol@example.org\nSubject: via virtusertable\n\nHi.\n' |
-	"$BIN/deliver" -C "$ROOT/mail.conf" -f carol@example.org alice@demo2.example
+	"$BIN/deliver" -C "$CONF" -f carol@example.org alice@demo2.example
 printf 'From: list@example.org\nSubject: [lists] weekly digest\n\nNews.\n' |
-	"$BIN/deliver" -C "$ROOT/mail.conf" -f list@example.org alice
-"$BIN/deliver" -C "$ROOT/mail.conf" -V staff alice@demo2.example
+	"$BIN/deliver" -C "$CONF" -f list@example.org alice
+"$BIN/deliver" -C "$CONF" -V staff alice@demo2.example
 set +e
-printf 'Subject: nobody\n\nx\n' | "$BIN/deliver" -C "$ROOT/mail.conf" nosuchuser
+printf 'Subject: nobody\n\nx\n' | "$BIN/deliver" -C "$CONF" nosuchuser
 echo "(exit code $? for an unknown user: 67 = EX_NOUSER)"
 set -e
 
@@ -94,6 +106,65 @@ EOP
 say "the raw mbox"
 cat "$ROOT/spool/alice"
 
-say "the maillog"
+# --- sendmail and the queue -------------------------------------------------
+submit() { "$BIN/sendmail" -C "$CONF" -odq "$@"; }
+
+say "sendmail (as root, -odq: queue only): 5 messages"
+printf 'Subject: queued for alice\n\nVia the queue.\n' | submit alice
+printf 'Subject: queued for bob\n\nVia the queue, into a maildir.\n' |
+	submit -f carol@example.org bob@demo.example
+queued=$(printf 'From: carol@example.org\nTo: alice@demo.example\nBcc: bob\nSubject: -t with a Bcc\n\nBob must not see a Bcc: field.\n' |
+	submit -t -v)
+echo "$queued"
+printf 'Subject: to nobody\n\nThis one comes back to alice.\n' |
+	submit -f alice nosuchuser
+printf 'Subject: to another host\n\nThere is no route out yet.\n' |
+	submit zach@remote.example
+echo "(queue directory:)"
+ls -ld "$ROOT/mqueue"
+echo "(the -t message's qf: envelope, recipients, header; see queue(5))"
+cat "$ROOT/mqueue/qf${queued%%:*}"
+
+say "mailq"
+"$BIN/mailq" -C "$CONF"
+
+say "sendmail -q -v: one queue run"
+"$BIN/sendmail" -C "$CONF" -q -v
+
+say "mailq: the bounce for alice waits for the next run, the remote one for a route"
+"$BIN/mailq" -C "$CONF"
+
+say "sendmail -q: the bounce is delivered"
+"$BIN/sendmail" -C "$CONF" -q
+"$BIN/mailq" -C "$CONF"
+
+say "the mailboxes after the queue runs"
+/usr/bin/python3 - "$ROOT" <<'EOP'
+import mailbox, sys
+root = sys.argv[1]
+new = lambda m: "Received" in m and "from root@localhost" in m["Received"] \
+    or m["From"].startswith("Mail Delivery")
+for key, msg in mailbox.mbox(root + "/spool/alice").items():
+    if not new(msg):
+        continue
+    print(f"  alice mbox #{key}: {msg.get_from()!r} Subject={msg['Subject']!r}")
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            for block in part.get_payload():
+                for f in ("Final-Recipient", "Action", "Status",
+                          "Diagnostic-Code"):
+                    if block[f]:
+                        print(f"      {f}: {block[f]}")
+for key, msg in mailbox.Maildir(root + "/home/bob/Maildir",
+                                factory=None).items():
+    if new(msg):
+        print(f"  bob maildir: Subject={msg['Subject']!r} "
+              f"Return-Path={msg['Return-Path']!r} Bcc={msg['Bcc']!r}")
+EOP
+
+say "the maillog (deliver's lines, then sendmail's and the queue runner's)"
 cat "$ROOT/maillog"
+
+say "mailstats"
+"$BIN/mailstats" -C "$CONF"
 printf '\nThe throwaway root stays for you to look at: %s\n' "$ROOT"

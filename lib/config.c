@@ -39,6 +39,9 @@ struct config_key {
 #ifndef BINDIR
 #define BINDIR "/usr/local/bin"
 #endif
+#ifndef SBINDIR
+#define SBINDIR "/usr/local/sbin"
+#endif
 
 #define KEY(name, type, fallback, minimum) \
 	{ #name, type, offsetof(struct config, name), fallback, minimum }
@@ -72,7 +75,7 @@ static const struct config_key config_keys[] = {
 	KEY(mail_group, KEY_STRING, "mail", 0),
 	KEY(lock_timeout, KEY_DURATION, "5m", 0),
 	KEY(recipient_delimiter, KEY_STRING, "+", 0),
-	KEY(sendmail_path, KEY_PATH, "/usr/sbin/sendmail", 0),
+	KEY(sendmail_path, KEY_PATH, SBINDIR "/sendmail", 0),
 	KEY(tmp_dir, KEY_PATH, "/tmp", 0),
 	KEY(allow_mail_to_commands, KEY_LIST, "alias, forward", 0),
 	KEY(allow_mail_to_files, KEY_LIST, "alias, forward", 0),
@@ -85,8 +88,14 @@ static const struct config_key config_keys[] = {
 	KEY(min_backoff, KEY_DURATION, "5m", 0),
 	KEY(max_backoff, KEY_DURATION, "1h", 0),
 	KEY(smtpd_user, KEY_STRING, "mail", 0),
-	KEY(smtpd_path, KEY_PATH, BINDIR "/smtpd", 0),
+	KEY(smtpd_path, KEY_PATH, SBINDIR "/smtpd", 0),
 	KEY(max_line_length, KEY_COUNT, "2048", 1000),
+	KEY(smarthost, KEY_STRING, "", 0),
+	KEY(smtp_port, KEY_COUNT, "25", 1),
+	KEY(local_only, KEY_BOOL, "no", 0),
+	KEY(smtp_connect_timeout, KEY_DURATION, "30s", 0),
+	KEY(smtp_bind_address, KEY_STRING, "", 0),
+	KEY(smtp_connection_reuse, KEY_BOOL, "yes", 0),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

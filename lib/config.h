@@ -69,6 +69,12 @@ struct config {
 	char *smtpd_user;		/* who SMTP sessions run as */
 	char *smtpd_path;		/* for sendmail -bs/-bd */
 	unsigned max_line_length;	/* longest text line in DATA */
+	char *smarthost;		/* all remote mail through this host */
+	unsigned smtp_port;		/* where remote SMTP servers listen */
+	int local_only;			/* no remote delivery at all */
+	unsigned smtp_connect_timeout;
+	char *smtp_bind_address;	/* our address for outgoing SMTP */
+	int smtp_connection_reuse;	/* several messages per connection */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

@@ -698,8 +698,10 @@ runner_daemon(const struct runner *r, unsigned interval)
 	if (mkfifo(path.data, 0620) < 0 && errno != EEXIST)
 		maillog("cannot create %s: %s", path.data, strerror(errno));
 	else if (geteuid() == 0 && (gr = getgrnam(r->cfg->submit_group)) &&
-		 chown(path.data, 0, gr->gr_gid) < 0)
-		/* Submitters (setgid submit_group) may wake us. */
+		 (chown(path.data, 0, gr->gr_gid) < 0 ||
+		  chmod(path.data, 0620) < 0))
+		/* Submitters (setgid submit_group) may wake us; chmod, since
+		 * sendmail's umask 027 took the group's write bit. */
 		maillog("cannot chown %s: %s", path.data, strerror(errno));
 	/* O_RDWR: the FIFO never reports end-of-file between writers. */
 	fifo = open(path.data, O_RDWR | O_NONBLOCK | O_CLOEXEC);

@@ -86,28 +86,31 @@ parse_options(int argc, char **argv, struct options *o)
 			i++;
 			break;
 		}
-		c = arg[1];
-		if (!takes_value(c)) {
-			/* Letters without a value, possibly combined: -ti */
-			const char *p;
+		/* Letters without a value may be combined, and the last
+		 * one may take a value: -ti, -tf addr, -itfaddr. */
+		{
+			const char *p = arg + 1;
 
-			for (p = arg + 1; *p != '\0'; p++) {
+			while (*p != '\0' && !takes_value(*p)) {
 				switch (*p) {
 				case 't': o->extract = 1; break;
 				case 'i': o->ignore_dots = 1; break;
 				case 'v': o->verbose = 1; break;
 				default: break;	/* -G -I -m -n -s -T -U */
 				}
+				p++;
 			}
-			continue;
-		}
-		/* -o and -b, -d, -q carry their value attached only. */
-		if (strchr("obdq", c) != NULL || arg[2] != '\0') {
-			val = arg + 2;
-		} else {
-			if (i + 1 >= argc)
-				usage();
-			val = argv[++i];
+			if (*p == '\0')
+				continue;
+			c = *p;
+			/* -o, -b, -d and -q carry their value attached. */
+			if (strchr("obdq", c) != NULL || p[1] != '\0') {
+				val = p + 1;
+			} else {
+				if (i + 1 >= argc)
+					usage();
+				val = argv[++i];
+			}
 		}
 		switch (c) {
 		case 'C':
@@ -238,7 +241,17 @@ exec_smtpd(struct config *cfg, const struct options *o)
 	}
 	args[n] = NULL;
 	fflush(NULL);
-	execv(cfg->smtpd_path, (char *const *)args);
+	if (setgid_caller()) {
+		/* With the submission group, nothing of the caller's
+		 * environment comes along. */
+		static char *const clean[] = {
+			"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL
+		};
+
+		execve(cfg->smtpd_path, (char *const *)args, clean);
+	} else {
+		execv(cfg->smtpd_path, (char *const *)args);
+	}
 	fprintf(stderr, "sendmail: cannot run %s: %s\n", cfg->smtpd_path,
 		strerror(errno));
 	return EX_UNAVAILABLE;
@@ -431,7 +444,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "sendmail: %s\n", st.text);
 		return EX_CONFIG;
 	}
-	if (maillog_open(cfg.log, "sendmail", config_hostname(&cfg), &st) < 0)
+	/* A user's submission may not write root's log file: syslog then,
+	 * as deliver does. */
+	if (maillog_open(cfg.log, "sendmail", config_hostname(&cfg), &st) < 0 &&
+	    maillog_open("syslog", "sendmail", config_hostname(&cfg), &st) < 0)
 		fprintf(stderr, "sendmail: %s\n", st.text);
 
 	if (o.run_queue && o.mode != 'p' && o.mode != 'd' && o.mode != 'D') {
