@@ -383,8 +383,12 @@ client_connect(struct config *cfg, const struct route *rt, SSL_CTX *tls,
 			struct reply r;
 			int no_tls = 0;
 
-			snprintf(c->peer, sizeof(c->peer), "%s [%s]",
-				 rt->hosts[h].name, addrs[i].text);
+			if (rt->hosts[h].name[0] == '[')
+				snprintf(c->peer, sizeof(c->peer), "%s",
+					 rt->hosts[h].name);
+			else
+				snprintf(c->peer, sizeof(c->peer), "%s [%s]",
+					 rt->hosts[h].name, addrs[i].text);
 		retry:
 			if (connect_addr(c, &addrs[i], &last) < 0) {
 				permanent = 0;
