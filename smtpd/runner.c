@@ -19,7 +19,10 @@
 #include "buf.h"
 #include "maillog.h"
 #include "maps.h"
+#include "qid.h"
 #include "queue.h"
+#include "remote.h"
+#include "stats.h"
 #include "status.h"
 
 #define TRIGGER_NAME ".trigger"
@@ -373,20 +376,6 @@ forget_bounced(struct queue_entry *e)
 
 /* --- one message ------------------------------------------------------- */
 
-static void
-log_remote_deferral(const struct queue_entry *e, const struct queue_recipient *q,
-		    time_t now)
-{
-	char delay[32];
-
-	maillog_delay(delay, sizeof(delay), (long)(now - e->created));
-	maillog("%s: to=<%s>, delay=%s, xdelay=00:00:00, mailer=esmtp, "
-		"pri=%llu, dsn=%s, stat=Deferred: %s", e->id, q->address,
-		delay, (unsigned long long)(30000 + e->body_size +
-					    e->tries * 90000ULL),
-		q->dsn, q->reply);
-}
-
 static size_t
 count_state(const struct queue_entry *e, enum queue_state s)
 {
@@ -423,6 +412,93 @@ set_aside(const struct runner *r, const char *id, const struct status *why)
 	buf_free(&to);
 }
 
+/* The remote recipients idx[0..n): through the SMTP client (or, for a
+ * mailertable local:user, through deliver), each outcome logged and
+ * recorded in the qf at once. */
+static int
+remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
+	     const size_t *idx, size_t n, int *msg_fd, const char **last_reply)
+{
+	struct config *cfg = r->cfg;
+	struct remote_outcome *out = xcalloc(n, sizeof(*out));
+	struct buf transcript;
+	struct status st;
+	time_t start = time(NULL), end;
+	char delay[32], xdelay[32];
+	size_t k;
+	int stats_fd, rc = 0;
+
+	buf_init(&transcript);
+	remote_deliver(cfg, e, lock_fd, idx, n, out, &transcript);
+	end = time(NULL);
+	maillog_delay(delay, sizeof(delay), (long)(end - e->created));
+	maillog_delay(xdelay, sizeof(xdelay), (long)(end - start));
+	stats_fd = stats_open(cfg->statistics, 0);
+	for (k = 0; k < n; k++) {
+		struct queue_recipient *q = &e->recipients[idx[k]];
+		struct remote_outcome *o = &out[k];
+		char what[700];
+
+		if (o->local_user[0] != '\0') {
+			/* mailertable local:user */
+			if (*msg_fd < 0)
+				*msg_fd = message_file(r, e, lock_fd, &st);
+			if (*msg_fd < 0)
+				queue_recipient_set(q, QUEUE_QUEUED, st.dsn,
+						    st.text);
+			else if (run_deliver(r, e, o->local_user, *msg_fd,
+					     &st) == 0)
+				queue_recipient_set(q, QUEUE_SENT, "2.0.0",
+						    NULL);
+			else
+				queue_recipient_set(
+					q, status_is_temporary(st.exit_code)
+						   ? QUEUE_QUEUED
+						   : QUEUE_BOUNCED,
+					st.dsn, st.text);
+			if (q->state == QUEUE_QUEUED)
+				*last_reply = q->reply;
+			continue;
+		}
+		queue_recipient_set(q, o->state, o->dsn,
+				    o->state == QUEUE_SENT ? NULL : o->reply);
+		if (o->state == QUEUE_SENT) {
+			snprintf(what, sizeof(what), "Sent (%s)", o->reply);
+			if (stats_fd >= 0)
+				stats_count_to(stats_fd, STATS_ESMTP,
+					       (long long)(e->headers.len + 1 +
+							   e->body_size));
+		} else if (o->state == QUEUE_QUEUED) {
+			snprintf(what, sizeof(what), "Deferred: %s", o->reply);
+			*last_reply = q->reply;
+		} else {
+			snprintf(what, sizeof(what), "%s", o->reply);
+		}
+		maillog("%s: to=<%s>, delay=%s, xdelay=%s, mailer=esmtp, "
+			"pri=%llu, relay=%s, dsn=%s, stat=%s", e->id,
+			q->address, delay, xdelay,
+			(unsigned long long)(30000 + e->body_size +
+					     e->tries * 90000ULL),
+			o->relay[0] ? o->relay : "none", o->dsn, what);
+		say(r, q->address, what);
+	}
+	if (stats_fd >= 0)
+		close(stats_fd);
+	if (transcript.len > 0)
+		queue_append_transcript(cfg->queue_dir, e->id, transcript.data,
+					&st);
+	buf_free(&transcript);
+	free(out);
+	/* Recorded at once, unless everything is done: the removal records
+	 * that. */
+	if (count_state(e, QUEUE_QUEUED) + count_state(e, QUEUE_BOUNCED) > 0 &&
+	    queue_update(cfg->queue_dir, e, &st) < 0) {
+		maillog("%s: cannot record deliveries: %s", e->id, st.text);
+		rc = -1;
+	}
+	return rc;
+}
+
 int
 runner_message(const struct runner *r, const char *id)
 {
@@ -432,7 +508,7 @@ runner_message(const struct runner *r, const char *id)
 	struct map *virt = NULL;
 	int lock_fd = -1, msg_fd = -1, rc = 0;
 	time_t now = time(NULL);
-	size_t i, pending;
+	size_t i, pending, nremote = 0, *remote = NULL;
 	const char *last_reply = NULL;
 
 	switch (queue_lock(cfg->queue_dir, id, &lock_fd, &st)) {
@@ -462,18 +538,14 @@ runner_message(const struct runner *r, const char *id)
 	}
 
 	pending = count_state(&e, QUEUE_QUEUED);
+	remote = xcalloc(e.nrecipients + 1, sizeof(*remote));
 	for (i = 0; i < e.nrecipients; i++) {
 		struct queue_recipient *q = &e.recipients[i];
 
 		if (q->state != QUEUE_QUEUED)
 			continue;
 		if (!is_local(cfg, &virt, q->address)) {
-			queue_recipient_set(q, QUEUE_QUEUED, "4.4.0",
-					    "no route yet: remote delivery "
-					    "is not available");
-			log_remote_deferral(&e, q, now);
-			say(r, q->address, "Deferred: no route yet");
-			last_reply = q->reply;
+			remote[nremote++] = i;
 			continue;
 		}
 		if (msg_fd < 0) {
@@ -517,6 +589,12 @@ runner_message(const struct runner *r, const char *id)
 				goto out;
 			}
 		}
+	}
+	if (nremote > 0 && rc == 0 &&
+	    remote_phase(r, &e, lock_fd, remote, nremote, &msg_fd,
+			 &last_reply) < 0) {
+		rc = -1;
+		goto out;
 	}
 	if (msg_fd >= 0)
 		close(msg_fd);
@@ -573,6 +651,7 @@ runner_message(const struct runner *r, const char *id)
 		rc = -1;
 	}
 out:
+	free(remote);
 	if (msg_fd >= 0)
 		close(msg_fd);
 	if (virt != NULL)
@@ -604,13 +683,34 @@ collect(const char *id, void *arg)
 
 static volatile sig_atomic_t stopping;
 
+/* A worker: message ids from the pipe, one after another, so that its
+ * cached SMTP connections serve several messages. */
+static void
+worker(const struct runner *r, int ids)
+{
+	char id[QID_SIZE];
+
+	for (;;) {
+		ssize_t n = read(ids, id, QID_LEN);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != QID_LEN)
+			break;
+		id[QID_LEN] = '\0';
+		if (qid_valid(id))
+			runner_message(r, id);
+	}
+	remote_close_all();
+}
+
 int
 runner_run(const struct runner *r)
 {
 	struct idlist l = { NULL, 0, 0 };
 	struct status st;
-	size_t i, running = 0;
-	int status;
+	size_t i, nworkers, running = 0;
+	int status, p[2];
 
 	if (queue_cleanup_orphans(r->cfg->queue_dir, time(NULL), &st) < 0)
 		maillog("queue cleanup: %s", st.text);
@@ -619,26 +719,44 @@ runner_run(const struct runner *r)
 		fprintf(stderr, "sendmail: %s\n", st.text);
 		return -1;
 	}
-	fflush(NULL);
-	for (i = 0; i < l.n && !stopping; i++) {
-		pid_t pid;
-
-		while (running >= r->cfg->max_deliveries) {
-			if (wait(&status) > 0)
-				running--;
-			else if (errno != EINTR)
-				running = 0;
-		}
-		pid = fork();
-		if (pid == 0)
-			_exit(runner_message(r, l.ids[i]) == 0 ? 0 : 1);
-		if (pid < 0) {
-			/* No process to spare: this one in ours. */
-			runner_message(r, l.ids[i]);
-			continue;
-		}
-		running++;
+	if (l.n == 0) {
+		free(l.ids);
+		return 0;
 	}
+	/* max_deliveries workers share the ids through a pipe: a write of
+	 * one id (fewer than PIPE_BUF bytes) and a read of one id are
+	 * whole, so each message goes to exactly one worker. */
+	nworkers = l.n < r->cfg->max_deliveries ? l.n : r->cfg->max_deliveries;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		maillog("pipe: %s", strerror(errno));
+		free(l.ids);
+		return -1;
+	}
+	fflush(NULL);
+	for (i = 0; i < nworkers; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			close(p[1]);
+			worker(r, p[0]);
+			_exit(0);
+		}
+		if (pid > 0)
+			running++;
+	}
+	close(p[0]);
+	if (running == 0) {
+		/* No process to spare: all of them in ours. */
+		for (i = 0; i < l.n && !stopping; i++)
+			runner_message(r, l.ids[i]);
+		remote_close_all();
+	} else {
+		signal(SIGPIPE, SIG_IGN);
+		for (i = 0; i < l.n && !stopping; i++)
+			if (write(p[1], l.ids[i], QID_LEN) != QID_LEN)
+				break;	/* every worker is gone */
+	}
+	close(p[1]);
 	while (running > 0) {
 		if (wait(&status) > 0)
 			running--;
