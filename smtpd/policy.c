@@ -12,6 +12,7 @@
 
 #include "address.h"
 #include "maillog.h"
+#include "route.h"
 
 static int
 table_exists(const char *path)
@@ -197,6 +198,32 @@ local_known(struct policy *p, const char *local, size_t len)
 	return known;
 }
 
+/* relay_based_on_mx: 1 when this host is an MX of domain with a more
+ * preferred one above it (a backup MX queues for the primary); 0 when
+ * not; -1 with a 4xx reply when DNS cannot tell now. */
+static int
+backup_mx_for(struct policy *p, const char *domain, const char *address,
+	      struct buf *reply)
+{
+	struct route rt;
+	struct status st;
+	size_t i;
+	int rc;
+
+	memset(&rt, 0, sizeof(rt));
+	rc = route_mx(domain, &rt, &st);
+	if (rc < 0 && status_is_temporary(st.exit_code)) {
+		buf_printf(reply, "451 4.4.3 <%s>... %s", address, st.text);
+		return -1;
+	}
+	if (rc <= 0)
+		return 0;
+	for (i = 0; i < rt.nhosts; i++)
+		if (route_is_self(p->cfg, rt.hosts[i].name))
+			return rt.hosts[i].pref > rt.hosts[0].pref;
+	return 0;
+}
+
 int
 policy_recipient(struct policy *p, const char *address, struct buf *reply)
 {
@@ -282,6 +309,16 @@ policy_recipient(struct policy *p, const char *address, struct buf *reply)
 	/* Another domain: relaying. */
 	if (p->relay_client || r.action == ACCESS_RELAY)
 		goto out;
+	if (p->cfg->relay_based_on_mx && a.domain.len > 0) {
+		int backup = backup_mx_for(p, a.domain.data, address, reply);
+
+		if (backup > 0)
+			goto out;
+		if (backup < 0) {
+			rc = -1;
+			goto out;
+		}
+	}
 	buf_printf(reply, "550 5.7.1 <%s>... Relaying denied", address);
 	log_reject(p, "check_rcpt", address, reply->data);
 	rc = -1;
