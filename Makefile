@@ -177,7 +177,7 @@ check-build:
 #             -max_total_time=600 /tmp/rc tests/fuzz/corpus/rcparse
 #       It needs clang's runtime (Debian: libclang-rt-14-dev), which check
 #       does not install.
-FUZZ_NAMES = rcparse queue
+FUZZ_NAMES = rcparse queue session
 FUZZ_MUTATIONS ?= 2000
 FUZZ_CC ?= clang
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
@@ -206,6 +206,12 @@ $(O)/fuzz/replay_queue: $(O)/tests/fuzz/fuzz_queue.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
+$(O)/fuzz/replay_session: $(O)/tests/fuzz/fuzz_session.o \
+		$(O)/tests/fuzz/replay.o $(O)/smtpd/session.o \
+		$(O)/smtpd/queue.o $(O)/libmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
 # Each libFuzzer binary is compiled from the parser's sources and what they
 # call, so that all of it is instrumented for coverage.
 FUZZ_HEADERS = $(wildcard lib/*.h rules/*.h smtpd/*.h)
@@ -220,6 +226,12 @@ $(O)/fuzz/libfuzzer/fuzz_rcparse: tests/fuzz/fuzz_rcparse.c rules/rcparse.c \
 
 $(O)/fuzz/libfuzzer/fuzz_queue: tests/fuzz/fuzz_queue.c smtpd/queue.c \
 		lib/qid.c lib/status.c lib/buf.c $(FUZZ_HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
+
+$(O)/fuzz/libfuzzer/fuzz_session: tests/fuzz/fuzz_session.c smtpd/session.c \
+		smtpd/queue.c lib/address.c lib/maillog.c lib/qid.c \
+		lib/status.c lib/buf.c $(FUZZ_HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 

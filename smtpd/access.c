@@ -180,16 +180,7 @@ access_client(struct map *m, const char *ip, const char *hostname,
 	struct in6_addr a6;
 
 	memset(r, 0, sizeof(*r));
-	if (m == NULL) {
-		/* No table: the seed's default file. */
-		if (is_loopback(ip) || (hostname != NULL &&
-		    strcasecmp(hostname, "localhost") == 0)) {
-			r->action = ACCESS_RELAY;
-			snprintf(r->key, sizeof(r->key), "%s (default)", ip);
-		}
-		return;
-	}
-	if (inet_pton(AF_INET6, ip, &a6) == 1) {
+	if (m != NULL && inet_pton(AF_INET6, ip, &a6) == 1) {
 		char full[64], tagged[80];
 
 		snprintf(tagged, sizeof(tagged), "IPv6:%s", ip);
@@ -201,11 +192,20 @@ access_client(struct map *m, const char *ip, const char *hostname,
 		if (lookup_prefixes(m, "Connect:", tagged, ':', r) ||
 		    lookup_prefixes(m, "Connect:", full, ':', r))
 			return;
-	} else if (lookup_prefixes(m, "Connect:", ip, '.', r)) {
+	} else if (m != NULL && lookup_prefixes(m, "Connect:", ip, '.', r)) {
 		return;
 	}
-	if (hostname != NULL && hostname[0] != '\0')
-		lookup_domain(m, "Connect:", hostname, r);
+	if (m != NULL && hostname != NULL && hostname[0] != '\0' &&
+	    lookup_domain(m, "Connect:", hostname, r))
+		return;
+	/* No entry (or no table): the seed's default file, whose entries
+	 * let localhost relay (INTERFACE.md: with no entry that matches,
+	 * only 127.0.0.1 and ::1 may relay). */
+	if (is_loopback(ip) || (hostname != NULL &&
+	    strcasecmp(hostname, "localhost") == 0)) {
+		r->action = ACCESS_RELAY;
+		snprintf(r->key, sizeof(r->key), "%s (default)", ip);
+	}
 }
 
 static void

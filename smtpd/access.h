@@ -4,8 +4,8 @@
  * or "192.168", "IPv6:2001:db8"), host names and domains (".example.com"
  * for every subdomain), e-mail addresses, with an optional sendmail tag
  * ("Connect:", "From:", "To:"); values RELAY, OK, REJECT, DISCARD and
- * "ERROR:D.S.N:CODE text". Without a table, localhost, 127.0.0.1 and ::1
- * may relay, as the seed's default file says.
+ * "ERROR:D.S.N:CODE text". When no entry matches (or there is no table),
+ * localhost, 127.0.0.1 and ::1 may relay, as the seed's default file says.
  */
 #ifndef SMTPD_ACCESS_H
 #define SMTPD_ACCESS_H
@@ -29,7 +29,7 @@ struct access_result {
 
 /* The client (tags Connect: and none): its address, then its prefixes,
  * then its host name (only a verified one; may be NULL) and the domains
- * above it. m may be NULL (no table). */
+ * above it, then the default for localhost. m may be NULL (no table). */
 void access_client(struct map *m, const char *ip, const char *hostname,
 		   struct access_result *r);
 /* The envelope sender (From: and none): the address, the domain and the

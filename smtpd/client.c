@@ -191,7 +191,10 @@ static void
 note(struct buf *transcript, const struct smtp_conn *c, const char *what,
      const struct reply *r)
 {
-	if (transcript != NULL)
+	if (transcript != NULL && r->code == 0)
+		buf_printf(transcript, "%s: %s: %s\n", c->peer, what,
+			   r->text);
+	else if (transcript != NULL)
 		buf_printf(transcript, "%s: %s: %d %s\n", c->peer, what,
 			   r->code, r->text);
 }
@@ -399,7 +402,12 @@ client_connect(struct config *cfg, const struct route *rt, SSL_CTX *tls,
 			}
 			if (read_reply(c, cfg->command_timeout, &r) < 0 ||
 			    r.code != 220) {
-				if (r.code >= 500) {
+				if (r.code == 0) {
+					/* No reply at all: r.text says why. */
+					permanent = 0;
+					status_set(&last, EX_TEMPFAIL, "4.4.2",
+						   "%s: %s", c->peer, r.text);
+				} else if (r.code >= 500) {
 					status_set(&last, EX_UNAVAILABLE,
 						   r.dsn, "%s said: %d %s",
 						   c->peer, r.code, r.text);
@@ -573,8 +581,10 @@ client_send(struct smtp_conn *c, const struct client_msg *m,
 	struct reply r, mail;
 	size_t i, accepted = 0;
 	unsigned timeout = c->cfg->command_timeout;
+	const char *why;
 
 	memset(&r, 0, sizeof(r));
+	memset(&mail, 0, sizeof(mail));
 
 	for (i = 0; i < n; i++) {
 		rcpts[i].code = 0;
@@ -663,16 +673,21 @@ client_send(struct smtp_conn *c, const struct client_msg *m,
 			set_rcpt(&rcpts[i], &r);
 	return 0;
 broken:
+	/* The reason is the text of the reply that could not be read (code
+	 * 0); a reply that did come is no reason, and a failed write has
+	 * none. */
+	why = mail.code == 0 && mail.text[0] ? mail.text
+	      : r.code == 0 && r.text[0]     ? r.text
+					     : "connection lost";
 	for (i = 0; i < n; i++)
 		if (rcpts[i].code == -1 || rcpts[i].code == 0) {
 			rcpts[i].code = 0;
 			snprintf(rcpts[i].dsn, sizeof(rcpts[i].dsn), "4.4.2");
 			snprintf(rcpts[i].reply, sizeof(rcpts[i].reply),
-				 "%.200s: %.300s", c->peer,
-				 r.text[0] ? r.text : "connection lost");
+				 "%.200s: %.300s", c->peer, why);
 		}
 	if (transcript)
-		buf_printf(transcript, "%s: connection lost\n", c->peer);
+		buf_printf(transcript, "%s: %s\n", c->peer, why);
 	c->broken = 1;
 	return -1;
 }

@@ -89,6 +89,19 @@ enqueue_header_value(const char *headers, size_t hlen, const char *name,
 	return NULL;
 }
 
+/* 1 when the line l (n bytes) can start a header section: a "Name:"
+ * field or a From_ line. */
+static int
+starts_header(const char *l, size_t n)
+{
+	size_t k = 0;
+
+	while (k < n && l[k] > ' ' && l[k] < 127 && l[k] != ':')
+		k++;
+	return (k > 0 && k < n && l[k] == ':') ||
+	       (n >= 5 && memcmp(l, "From ", 5) == 0);
+}
+
 /* Reads the header section: up to and without the empty line that ends
  * it. A first line that is no field means there is no header at all: what
  * was read is then the start of the body (left in hdr, *no_header set). */
@@ -104,6 +117,11 @@ read_header(FILE *in, struct buf *hdr, int *at_eof, int *no_header,
 		c = getc_unlocked(in);
 		if (c == EOF) {
 			*at_eof = 1;
+			/* A first line without its line end is one too. */
+			if (first && hdr->len > line_start &&
+			    !starts_header(hdr->data + line_start,
+					   hdr->len - line_start))
+				*no_header = 1;
 			return 0;
 		}
 		if (bol && !ignore_dots && c == '.') {
@@ -144,15 +162,8 @@ read_header(FILE *in, struct buf *hdr, int *at_eof, int *no_header,
 			return 1;
 		if (c == '\n') {
 			if (first) {
-				/* "Name:" or a From_ line starts a header. */
-				const char *l = hdr->data + line_start;
-				size_t n = hdr->len - line_start, k = 0;
-
-				while (k < n && l[k] > ' ' && l[k] < 127 &&
-				       l[k] != ':')
-					k++;
-				if (!(k > 0 && k < n && l[k] == ':') &&
-				    strncmp(l, "From ", 5) != 0) {
+				if (!starts_header(hdr->data + line_start,
+						   hdr->len - line_start)) {
 					*no_header = 1;
 					return 0;
 				}
@@ -243,17 +254,13 @@ static void
 log_submission(const struct enqueue_request *req, const struct queue_entry *e)
 {
 	uint64_t size = e->headers.len + 1 + e->body_size;
-	const char *msgid;
-	size_t idlen = 0;
 	int fd;
 
-	msgid = enqueue_header_value(e->headers.data, e->headers.len,
-				     "Message-ID", &idlen);
-	maillog("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu%s%.*s, "
+	maillog("%s: from=<%s>, size=%llu, class=0, nrcpts=%zu%s%s, "
 		"relay=%s@localhost", e->id, e->sender ? e->sender : "",
 		(unsigned long long)size, e->nrecipients,
-		msgid ? ", msgid=" : "", msgid ? (int)idlen : 0,
-		msgid ? msgid : "", req->login);
+		e->message_id ? ", msgid=" : "",
+		e->message_id ? e->message_id : "", req->login);
 	fd = stats_open(req->cfg->statistics, 0);
 	if (fd >= 0) {
 		stats_count_from(fd, STATS_LOCAL, (long long)size);
@@ -274,7 +281,8 @@ enqueue_message(const struct enqueue_request *req, FILE *in,
 	struct rcpts r;
 	int at_eof, no_header, dot_end, rc = -1;
 	uint64_t size = 0;
-	size_t i;
+	const char *msgid;
+	size_t i, idlen;
 	char date[64];
 	struct tm tm;
 
@@ -296,6 +304,15 @@ enqueue_message(const struct enqueue_request *req, FILE *in,
 		goto out;
 	default:
 		status_errno(st, errno, "reading the message");
+		goto out;
+	}
+	/* The limit counts the client's octets (RFC 1870): its header
+	 * section and the empty line after it too, not what we add. */
+	size = raw.len + (!no_header && !at_eof && !dot_end);
+	if (cfg->max_message_size && size > cfg->max_message_size) {
+		status_set(st, EX_DATAERR, "5.2.3", "message is larger than "
+			   "the limit of %llu bytes",
+			   (unsigned long long)cfg->max_message_size);
 		goto out;
 	}
 	if (count_received(raw.data, raw.len) >= cfg->max_hops) {
@@ -325,6 +342,11 @@ enqueue_message(const struct enqueue_request *req, FILE *in,
 	for (i = 0; i < req->nrecipients; i++)
 		submit_addresses(req->recipients[i],
 				 strlen(req->recipients[i]), add_recipient, &r);
+	/* The I record (queue.5), for the log. */
+	msgid = enqueue_header_value(e.headers.data, e.headers.len,
+				     "Message-ID", &idlen);
+	if (msgid != NULL && idlen > 0)
+		e.message_id = xstrndup(msgid, idlen);
 	if (e.nrecipients == 0) {
 		status_set(st, EX_USAGE, "5.1.3",
 			   req->extract_recipients
@@ -342,7 +364,6 @@ enqueue_message(const struct enqueue_request *req, FILE *in,
 		/* What was read is the body's start. */
 		if (queue_write(draft, raw.data, raw.len, st) < 0)
 			goto abort;
-		size += raw.len;
 	}
 	if (!at_eof && !dot_end &&
 	    copy_body(in, draft, req->ignore_dots,

@@ -127,6 +127,8 @@ policy_sender(struct policy *p, const char *address, struct buf *reply)
 {
 	struct access_result r;
 
+	/* Each MAIL decides for its own transaction only. */
+	p->discard_sender = 0;
 	access_sender(p->access, address, &r);
 	switch (r.action) {
 	case ACCESS_REJECT:
@@ -135,7 +137,7 @@ policy_sender(struct policy *p, const char *address, struct buf *reply)
 		log_reject(p, "check_mail", address, reply->data);
 		return -1;
 	case ACCESS_DISCARD:
-		p->discard = 1;
+		p->discard_sender = 1;
 		return 0;
 	default:
 		return 0;

@@ -22,7 +22,8 @@ struct policy {
 	struct map **aliases;
 	size_t naliases;
 	int relay_client;		/* the client may relay */
-	int discard;			/* DISCARD: accept and drop */
+	int discard;			/* DISCARD client: accept, drop */
+	int discard_sender;		/* DISCARD sender of this MAIL */
 	const char *client_ip;
 	const char *client_name;
 };

@@ -3,6 +3,7 @@
  */
 #include "remote.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,7 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 	struct client_msg msg;
 	struct smtp_conn *c;
 	struct status st;
+	char peer[320];
 	size_t k;
 	int reused;
 
@@ -136,6 +138,9 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 			fail_all(out, members, m, &st);
 			break;
 		}
+		/* Kept: the log names the relay even when the connection
+		 * broke (the message may have arrived there). */
+		snprintf(peer, sizeof(peer), "%s", client_peer(c));
 		if (client_send(c, &msg, rc, m, transcript) < 0) {
 			client_close(c, 0);
 			c = NULL;
@@ -153,7 +158,7 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 		}
 		for (k = 0; k < m; k++) {
 			struct remote_outcome *o = &out[members[k]];
-			const char *relay = c ? client_peer(c) : "";
+			const char *relay = peer;
 
 			if (rc[k].code >= 200 && rc[k].code < 300)
 				set_outcome(o, QUEUE_SENT, rc[k].dsn,
@@ -200,6 +205,11 @@ remote_deliver(struct config *cfg, const struct queue_entry *e, int body_fd,
 	}
 	for (i = 0; i < n; i++)
 		memset(&out[i], 0, sizeof(out[i]));
+	/* A server that closes the connection while we write must give
+	 * EPIPE, not kill the queue runner: OpenSSL writes with write(2) as
+	 * well, so MSG_NOSIGNAL would not be enough. (deliver, run from
+	 * here later, ignores SIGPIPE anyway.) */
+	signal(SIGPIPE, SIG_IGN);
 	if (cfg->local_only) {
 		for (i = 0; i < n; i++)
 			set_outcome(&out[i], QUEUE_BOUNCED, "5.3.2",

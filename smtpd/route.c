@@ -355,8 +355,10 @@ hosts_of(struct config *cfg, const char *name, unsigned short port,
 		r->hosts[0].port = port;
 		r->nhosts = 1;
 		if (route_is_self(cfg, name)) {
+			/* Permanent, as sendmail's 553 5.3.5: retrying
+			 * would only loop again. */
 			r->kind = ROUTE_ERROR;
-			status_set(st, EX_CONFIG, "5.3.5",
+			status_set(st, EX_UNAVAILABLE, "5.3.5",
 				   "mail for %s loops back to me (it has no "
 				   "MX and its address is mine)", name);
 		}
@@ -380,7 +382,7 @@ hosts_of(struct config *cfg, const char *name, unsigned short port,
 	}
 	if (r->nhosts == 0) {
 		r->kind = ROUTE_ERROR;
-		status_set(st, EX_CONFIG, "5.3.5",
+		status_set(st, EX_UNAVAILABLE, "5.3.5",
 			   "mail for %s loops back to me: this host is its "
 			   "best MX", name);
 	}

@@ -3,6 +3,7 @@
  */
 #include "runner.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -264,6 +265,17 @@ queue_text(const struct config *cfg, const char *rcpt, const char *text,
 	return rc;
 }
 
+/* "550 5.1.1 ...": a remote server's reply, which a DSN labels "smtp"
+ * (RFC 3464 2.3.6); anything else is this host's own words. */
+static int
+is_smtp_reply(const char *text)
+{
+	return text[0] >= '2' && text[0] <= '5' &&
+	       isdigit((unsigned char)text[1]) &&
+	       isdigit((unsigned char)text[2]) &&
+	       (text[3] == ' ' || text[3] == '-' || text[3] == '\0');
+}
+
 static int
 is_postmaster(const char *addr)
 {
@@ -302,6 +314,7 @@ notify(const struct runner *r, struct queue_entry *e,
 		list[n].dsn = q->dsn[0] ? q->dsn
 				: kind == BOUNCE_FAILED ? "5.0.0" : "4.0.0";
 		list[n].diagnostic = q->reply ? q->reply : "";
+		list[n].smtp_reply = is_smtp_reply(list[n].diagnostic);
 		n++;
 	}
 	buf_init(&to);
@@ -375,6 +388,26 @@ forget_bounced(struct queue_entry *e)
 }
 
 /* --- one message ------------------------------------------------------- */
+
+/* A duration as mail.conf would say it, in words: "5 days", "36 hours",
+ * "1 second" (the largest unit that divides it). */
+static void
+duration_words(unsigned seconds, char *out, size_t size)
+{
+	static const struct {
+		unsigned length;
+		const char *name;
+	} units[] = {
+		{ 86400, "day" }, { 3600, "hour" }, { 60, "minute" },
+		{ 1, "second" },
+	};
+	size_t i = 0;
+
+	while (units[i].length > 1 && seconds % units[i].length != 0)
+		i++;
+	snprintf(out, size, "%u %s%s", seconds / units[i].length,
+		 units[i].name, seconds == units[i].length ? "" : "s");
+}
 
 static size_t
 count_state(const struct queue_entry *e, enum queue_state s)
@@ -605,14 +638,16 @@ runner_message(const struct runner *r, const char *id)
 	    now - e.created >= (time_t)cfg->queue_lifetime) {
 		for (i = 0; i < e.nrecipients; i++) {
 			struct queue_recipient *q = &e.recipients[i];
-			char why[STATUS_TEXT_MAX + 64];
+			char why[STATUS_TEXT_MAX + 64], lifetime[32];
 
 			if (q->state != QUEUE_QUEUED)
 				continue;
+			duration_words(cfg->queue_lifetime, lifetime,
+				       sizeof(lifetime));
 			snprintf(why, sizeof(why),
-				 "message could not be delivered for %u "
-				 "days%s%s", cfg->queue_lifetime / 86400,
-				 q->reply ? ": " : "", q->reply ? q->reply : "");
+				 "message could not be delivered for %s%s%s",
+				 lifetime, q->reply ? ": " : "",
+				 q->reply ? q->reply : "");
 			queue_recipient_set(q, QUEUE_BOUNCED, "4.4.7", why);
 			maillog("%s: to=<%s>, stat=%s", id, q->address, why);
 		}

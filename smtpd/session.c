@@ -251,7 +251,7 @@ need_helo(struct session *s)
 static void
 cmd_helo(struct session *s, const char *arg, int esmtp)
 {
-	const char *p = arg;
+	const char *p = arg, *q;
 
 	while (*p == ' ')
 		p++;
@@ -260,6 +260,13 @@ cmd_helo(struct session *s, const char *arg, int esmtp)
 		      esmtp ? "EHLO" : "HELO");
 		return;
 	}
+	/* The name goes into our Received line: a CR in it could start a
+	 * header line of the client's making. */
+	for (q = p; *q != '\0'; q++)
+		if ((unsigned char)*q < ' ' || *q == 127) {
+			reply(s, "501 5.5.4 Invalid domain name");
+			return;
+		}
 	snprintf(s->helo, sizeof(s->helo), "%.*s", (int)strcspn(p, " "), p);
 	transaction_reset(s);
 	s->state = SESSION_READY;
@@ -269,8 +276,8 @@ cmd_helo(struct session *s, const char *arg, int esmtp)
 		      s->p.hostname, client_name(s), s->p.client_ip);
 		return;
 	}
-	buf_printf(&s->out, "250-%s Hello %s [%s], pleased to meet you\r\n",
-		   s->p.hostname, client_name(s), s->p.client_ip);
+	reply(s, "250-%s Hello %s [%s], pleased to meet you", s->p.hostname,
+	      client_name(s), s->p.client_ip);
 	buf_puts(&s->out, "250-PIPELINING\r\n");
 	if (s->p.max_message_size > 0)
 		buf_printf(&s->out, "250-SIZE %llu\r\n",
@@ -504,7 +511,7 @@ command(struct session *s, const char *line, size_t len)
 		return;
 	}
 	if (s->rejected) {
-		reply(s, "503 5.7.1 %s", s->p.reject + 4);
+		reply(s, "503 %s", s->p.reject + 4);
 		goto counted;
 	}
 	if (strcasecmp(verb, "EHLO") == 0)

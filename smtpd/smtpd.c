@@ -187,7 +187,7 @@ st_check_mail(void *arg, struct session *s, const char *address,
 	struct store *k = arg;
 	int rc = policy_sender(k->policy, address, reply);
 
-	s->p.discard = k->policy->discard;
+	s->p.discard = k->policy->discard || k->policy->discard_sender;
 	if (rc != 0 && stats_fd >= 0)
 		stats_count_rejected(stats_fd, STATS_ESMTP);
 	return rc;
@@ -410,6 +410,10 @@ run_session(int in, int out, const struct sockaddr *sa, socklen_t salen,
 		}
 		r = io_wait(&io, s.state == SESSION_DATA ? cfg.data_timeout
 							 : cfg.command_timeout);
+		/* SIGTERM woke us: the top of the loop says 421, unless a
+		 * message is coming in, which may finish first. */
+		if (r < 0 && errno == EINTR)
+			continue;
 		if (r == 0) {
 			session_timeout(&s);
 			continue;
@@ -593,11 +597,11 @@ static int
 serve(int *fds, size_t nfds, unsigned interval)
 {
 	struct child *kids;
-	size_t nkids = 0, i;
+	size_t nkids = 0, room = cfg.max_sessions + 1, i;
 	struct sigaction sa;
 	pid_t runner = -1;
 
-	kids = calloc(cfg.max_sessions + 1, sizeof(*kids));
+	kids = calloc(room, sizeof(*kids));
 	if (kids == NULL)
 		return EX_OSERR;
 	memset(&sa, 0, sizeof(sa));
@@ -634,6 +638,11 @@ serve(int *fds, size_t nfds, unsigned interval)
 		if (got_hup) {
 			got_hup = 0;
 			reload();
+			/* A larger max_sessions needs room for its children. */
+			if (cfg.max_sessions + 1 > room) {
+				room = cfg.max_sessions + 1;
+				kids = xrealloc(kids, room * sizeof(*kids));
+			}
 		}
 		for (i = 0; i < nfds; i++) {
 			pfd[i].fd = fds[i];

@@ -345,3 +345,228 @@ def read_maildir(path):
     for deliver writes none."""
     box = mailbox.Maildir(str(path), factory=None, create=False)
     return {key: box.get_bytes(key) for key in box.keys()}
+
+
+# -- the queue: sendmail, mailq, mailstats and the queue files -------------
+#
+# Helpers for the sendmail/queue tests (test_queue.py). They only add to
+# what is above: MailRoot.run() and friends still run deliver as before.
+
+SENDMAIL = MAIL_BIN / "sendmail"
+EX_DATAERR = 65
+
+# Where the queue tests' sanitizer builds write their reports: deliver runs
+# below the queue runner, which keeps deliver's stderr for the qf, so a
+# report would end up as a bounce reason instead of failing the test.
+SANITIZER_DIR = "sanitizer"
+
+
+class Output:
+    """What a program printed and how it ended."""
+
+    def __init__(self, code, stdout, stderr):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self):
+        return (f"Output(code={self.code}, stdout={self.stdout!r}, "
+                f"stderr={self.stderr!r})")
+
+
+class QueueRoot(MailRoot):
+    """A MailRoot for sendmail and the queue: a mail.conf whose
+    deliver_path is $MAIL_BIN/deliver, the queue directory "queue" (made by
+    the caller or by root's sendmail), and ways to run the queue programs
+    and to read the queue files back."""
+
+    def configure(self, *extra_lines):
+        """MailRoot.configure() with deliver_path first; returns the line
+        number of the first of extra_lines."""
+        return MailRoot.configure(self, f"deliver_path = {DELIVER}",
+                                  *extra_lines) + 1
+
+    def queue_env(self):
+        """env() with the sanitizers' reports going to files in the root
+        (read back by sanitizer_reports()), for processes below
+        sendmail."""
+        env = self.env()
+        reports = self.path / SANITIZER_DIR
+        reports.mkdir(exist_ok=True)
+        os.chmod(reports, 0o1777)
+        where = f"log_path={reports}/report"
+        env["ASAN_OPTIONS"] += ":" + where
+        env["UBSAN_OPTIONS"] += ":" + where
+        return env
+
+    def sanitizer_reports(self):
+        """The text of every sanitizer report file written so far."""
+        reports = self.path / SANITIZER_DIR
+        if not reports.exists():
+            return []
+        return [p.read_text(errors="replace")
+                for p in sorted(reports.iterdir())]
+
+    def check_sanitizer_reports(self):
+        for text in self.sanitizer_reports():
+            check_sanitizer(text)
+            assert not text.strip(), "sanitizer report:\n" + text
+
+    def program_command(self, program, *args, as_user=None, conf=True):
+        argv = [str(MAIL_BIN / program)]
+        if conf:
+            argv += ["-C", str(self.conf)]
+        argv += [str(a) for a in args]
+        if as_user is not None:
+            uid = USERS[as_user]
+            argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                    "--clear-groups", "--"] + argv
+        return argv
+
+    def run_program(self, program, *args, message=b"", as_user=None,
+                    conf=True, timeout=120):
+        """Runs $MAIL_BIN/program (sendmail, mailq, mailstats,
+        newaliases...) with -C mail.conf and message on stdin; returns
+        Output. Fails on any sanitizer report, on stderr or in the report
+        files."""
+        proc = subprocess.run(
+            self.program_command(program, *args, as_user=as_user,
+                                 conf=conf),
+            input=message, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=self.queue_env(), timeout=timeout, cwd=self.path)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        check_sanitizer(stderr)
+        self.check_sanitizer_reports()
+        return Output(proc.returncode,
+                      proc.stdout.decode("utf-8", "replace"), stderr)
+
+    def popen_program(self, program, *args, **kwargs):
+        """Starts $MAIL_BIN/program in a session of its own (so that its
+        whole process group can be signalled); stdin, stdout and stderr
+        are /dev/null unless kwargs say otherwise."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        return subprocess.Popen(self.program_command(program, *args),
+                                env=self.queue_env(), cwd=self.path,
+                                start_new_session=True, **kwargs)
+
+    def sendmail(self, *args, message=b"", **kwargs):
+        return self.run_program("sendmail", *args, message=message,
+                                **kwargs)
+
+    def queue_dir(self):
+        return self.path / "queue"
+
+    def queue_files(self):
+        """The names in the queue directory (the daemon's FIFO left
+        out)."""
+        qdir = self.queue_dir()
+        if not qdir.exists():
+            return []
+        return sorted(n for n in os.listdir(qdir) if n != ".trigger")
+
+    def queued_ids(self):
+        """The queue ids that have a qf."""
+        return [n[2:] for n in self.queue_files() if n.startswith("qf")]
+
+    def qf(self, queue_id):
+        return read_qf(self.queue_dir() / ("qf" + queue_id))
+
+    def add_group_line(self, line):
+        """Appends a line to the nss_wrapper group file (write_nss_files(),
+        which add_passwd_line() calls, writes the file anew without
+        it)."""
+        with open(self.group, "a") as group:
+            group.write(line.rstrip("\n") + "\n")
+
+
+def qf_unescape(text):
+    """A qf text value with its %XX escapes decoded (see queue.5)."""
+    return re.sub(rb"%([0-9A-Fa-f]{2})",
+                  lambda m: bytes([int(m.group(1), 16)]),
+                  text.encode("utf-8", "surrogateescape")).decode(
+                      "utf-8", "replace")
+
+
+class QueueFile:
+    """A qf read back: records (letter -> list of raw values), recipients
+    as dicts (state, dsn, address, orcpt, reply) and the header section."""
+
+    def __init__(self, text):
+        lines = text.split("\n")
+        assert lines[-1] == "" and lines[-2] == ".", \
+            f"qf does not end in a '.' line: {text[-200:]!r}"
+        self.records = {}
+        self.recipients = []
+        headers = []
+        for line in lines[:-2]:
+            kind, value = line[:1], line[1:]
+            if kind == "R":
+                fields = value.split(":")
+                fields += [""] * (5 - len(fields))
+                self.recipients.append({
+                    "state": fields[0], "dsn": fields[1],
+                    "address": qf_unescape(fields[2]),
+                    "orcpt": qf_unescape(fields[3]),
+                    "reply": qf_unescape(fields[4])})
+            elif kind == "H":
+                headers.append(qf_unescape(value) + "\n")
+            else:
+                self.records.setdefault(kind, []).append(value)
+        self.headers = "".join(headers)
+
+    def get(self, kind, default=None):
+        values = self.records.get(kind)
+        return values[0] if values else default
+
+    def number(self, kind):
+        return int(self.get(kind, "0"))
+
+    def header(self, name):
+        """The first value of a header field (unfolded), or None."""
+        import email.parser
+        return email.parser.Parser().parsestr(self.headers + "\n",
+                                              headersonly=True).get(name)
+
+
+def read_qf(path):
+    return QueueFile(Path(path).read_text(errors="surrogateescape"))
+
+
+MAILQ_HEADING = ("-----Q-ID----- --Size-- -----Q-Time----- "
+                 "------------Sender/Recipient-----------")
+
+
+def parse_mailq(text):
+    """{queue id: {"size", "sender", "status", "recipients"}} from mailq's
+    sendmail layout; asserts the layout on the way."""
+    lines = text.splitlines()
+    assert lines[-1].startswith("\t\tTotal requests: "), text
+    total = int(lines[-1].split(": ")[1])
+    if total == 0:
+        assert len(lines) == 2 and lines[0].endswith(" is empty"), text
+        return {}
+    assert re.fullmatch(r"\t\t.* \(\d+ requests?\)", lines[0]), text
+    assert int(re.search(r"\((\d+) request", lines[0]).group(1)) == total
+    assert lines[1] == MAILQ_HEADING, text
+    entries, current = {}, None
+    for line in lines[2:-1]:
+        head = re.fullmatch(
+            r"(\w{14}) +(\d+) (\w{3} \w{3} [ \d]\d \d\d:\d\d) <([^>]*)>",
+            line)
+        if head:
+            current = {"size": int(head.group(2)), "sender": head.group(4),
+                       "status": None, "recipients": []}
+            entries[head.group(1)] = current
+            continue
+        assert current is not None, text
+        status = re.fullmatch(r" {17}\((.*)\)", line)
+        rcpt = re.fullmatch(r"\t{5} <([^>]*)>", line)
+        assert status or rcpt, f"unexpected mailq line {line!r}"
+        if status:
+            current["status"] = status.group(1)
+        else:
+            current["recipients"].append(rcpt.group(1))
+    assert len(entries) == total, text
+    return entries

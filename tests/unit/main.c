@@ -41,6 +41,9 @@ main(void)
 	test_stats_register();
 	test_submit_register();
 	test_queue_register();
+	test_enqueue_register();
+	test_session_register();
+	test_access_register();
 	if (CU_get_error() != CUE_SUCCESS) {
 		fprintf(stderr, "unit-tests: registry: %s\n",
 			CU_get_error_msg());

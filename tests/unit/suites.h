@@ -30,6 +30,9 @@ void test_engine_register(void);
 void test_stats_register(void);
 void test_submit_register(void);
 void test_queue_register(void);
+void test_enqueue_register(void);
+void test_session_register(void);
+void test_access_register(void);
 
 struct unit_test {
 	const char *name;
