@@ -41,6 +41,7 @@ struct options {
 	const char *rcfile;	/* -r: run this rcfile as the caller */
 	int direct;		/* -d: no alias or .forward resolution */
 	int verify;		/* -V: print the resolution, deliver nothing */
+	int recovery;		/* -U: the runner was interrupted before */
 };
 
 struct run {
@@ -50,6 +51,8 @@ struct run {
 	const char *extension;	/* -a: the rules' $1 */
 	int stats_fd;		/* mailstats counters, or -1 */
 	char queue_id[QID_SIZE];
+	int queued;		/* -Q: for our queue runner */
+	int recovery;		/* -U */
 	size_t nrcpts;
 };
 
@@ -57,7 +60,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: deliver [-C conf] [-f sender] [-a extension] "
-			"[-d] [-V] [-Q queueid] recipient... | "
+			"[-d] [-V] [-Q queueid [-U]] recipient... | "
 			"deliver [-C conf] [-f sender] -r rcfile [arg...]\n");
 	exit(EX_USAGE);
 }
@@ -247,6 +250,10 @@ deliver_dest(struct run *run, struct dest *d, time_t started)
 	form.sender = d->sender;
 	form.delivered_to = delivered_to.data;
 	form.now = time(NULL);
+	if (run->queued) {
+		form.queue_id = run->queue_id;
+		form.skip_if_present = run->recovery;
+	}
 
 	switch (d->kind) {
 	case DEST_ERROR:
@@ -510,13 +517,14 @@ main(int argc, char **argv)
 
 	memset(&opt, 0, sizeof(opt));
 	memset(&run, 0, sizeof(run));
-	while ((c = getopt(argc, argv, "+C:f:a:dQ:Vr:")) != -1) {
+	while ((c = getopt(argc, argv, "+C:f:a:dQ:UVr:")) != -1) {
 		switch (c) {
 		case 'C': opt.config_path = optarg; break;
 		case 'f': opt.sender = optarg; break;
 		case 'a': opt.extension = optarg; break;
 		case 'd': opt.direct = 1; break;
 		case 'Q': opt.queue_id = optarg; break;
+		case 'U': opt.recovery = 1; break;
 		case 'V': opt.verify = 1; break;
 		case 'r': opt.rcfile = optarg; break;
 		default: usage();
@@ -541,10 +549,12 @@ main(int argc, char **argv)
 	}
 	/* Opened while we may: the counters belong to root. */
 	run.stats_fd = stats_open(run.cfg.statistics, 0);
-	if (opt.queue_id != NULL && qid_valid(opt.queue_id))
+	if (opt.queue_id != NULL && qid_valid(opt.queue_id)) {
 		snprintf(run.queue_id, sizeof(run.queue_id), "%s",
 			 opt.queue_id);
-	else
+		run.queued = 1;
+		run.recovery = opt.recovery;
+	} else
 		qid_new(run.queue_id, time(NULL));
 
 	buf_init(&sender);

@@ -3,8 +3,12 @@
  */
 #include "maildir.h"
 
+#include "maillog.h"
+
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -13,7 +17,19 @@
 #include <unistd.h>
 
 void
-maildir_unique_name(struct buf *out, const char *hostname)
+maildir_queue_marker(struct buf *out, const char *queue_id,
+		     const char *delivered_to)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+	const char *p;
+
+	for (p = delivered_to ? delivered_to : ""; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	buf_printf(out, "Q%s_%08x", queue_id, (unsigned)h);
+}
+
+void
+maildir_unique_name(struct buf *out, const char *hostname, const char *marker)
 {
 	struct timeval tv;
 	unsigned char r[4] = { 0, 0, 0, 0 };
@@ -23,8 +39,9 @@ maildir_unique_name(struct buf *out, const char *hostname)
 	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
 		/* Time, microseconds and pid still make the name unique. */
 	}
-	buf_printf(out, "%lld.M%ldP%ldR%02x%02x%02x%02x.", (long long)tv.tv_sec,
-		   (long)tv.tv_usec, (long)getpid(), r[0], r[1], r[2], r[3]);
+	buf_printf(out, "%lld.M%ldP%ldR%02x%02x%02x%02x%s.", (long long)tv.tv_sec,
+		   (long)tv.tv_usec, (long)getpid(), r[0], r[1], r[2], r[3],
+		   marker ? marker : "");
 	/* The maildir convention: '/' and ':' in the host name are escaped. */
 	for (h = hostname; *h != '\0'; h++) {
 		if (*h == '/')
@@ -34,6 +51,32 @@ maildir_unique_name(struct buf *out, const char *hostname)
 		else
 			buf_putc(out, *h);
 	}
+}
+
+/* 1 when a file in the directory has marker in its name followed by '.'
+ * (the part before the host name). */
+static int
+holds(int dirfd, const char *marker)
+{
+	int fd = dup(dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	size_t len = strlen(marker);
+	int found = 0;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	rewinddir(d);
+	while (!found && (e = readdir(d)) != NULL) {
+		const char *p = strstr(e->d_name, marker);
+
+		found = p != NULL && p[len] == '.';
+	}
+	closedir(d);
+	return found;
 }
 
 /* Opens (creating when missing) a directory below dirfd, refusing links. */
@@ -113,7 +156,7 @@ maildir_deliver(const char *dir_arg, const struct message *m,
 		const struct msgform *form, const char *hostname,
 		struct buf *delivered, struct status *st)
 {
-	struct buf name, final, dir_buf;
+	struct buf name, final, dir_buf, marker;
 	const char *dir;
 	struct msgform f = *form;
 	struct stat sb;
@@ -123,6 +166,7 @@ maildir_deliver(const char *dir_arg, const struct message *m,
 
 	buf_init(&name);
 	buf_init(&final);
+	buf_init(&marker);
 	/* "Maildir/" would follow a symlink named Maildir despite
 	 * O_NOFOLLOW: the trailing slash goes. */
 	buf_init(&dir_buf);
@@ -142,7 +186,18 @@ maildir_deliver(const char *dir_arg, const struct message *m,
 	if (created)
 		fsync(dirfd);
 
-	maildir_unique_name(&name, hostname);
+	if (form->queue_id != NULL)
+		maildir_queue_marker(&marker, form->queue_id,
+				     form->delivered_to);
+	if (form->skip_if_present && marker.len > 0 &&
+	    (holds(newfd, marker.data) || holds(curfd, marker.data))) {
+		maillog("%s: %s already holds this message for %s: not "
+			"delivered again", form->queue_id, dir,
+			form->delivered_to ? form->delivered_to : "");
+		rc = 0;
+		goto out;
+	}
+	maildir_unique_name(&name, hostname, marker.len ? marker.data : NULL);
 	fd = openat(tmpfd, name.data,
 		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -205,5 +260,6 @@ out:
 	buf_free(&name);
 	buf_free(&final);
 	buf_free(&dir_buf);
+	buf_free(&marker);
 	return rc;
 }

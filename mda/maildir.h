@@ -17,7 +17,13 @@
 int maildir_deliver(const char *dir, const struct message *m,
 		    const struct msgform *form, const char *hostname,
 		    struct buf *delivered, struct status *st);
-/* The unique base name: "SECS.MUSECSPpidRrandom.host". */
-void maildir_unique_name(struct buf *out, const char *hostname);
+/* The unique base name: "SECS.MUSECSPpidRrandom.host", with marker
+ * (e.g. "Q6AUDQNuFqHZgFk_1a2b3c4d", or NULL) after the random part. */
+void maildir_unique_name(struct buf *out, const char *hostname,
+			 const char *marker);
+/* The marker of a delivery for the queue runner: the queue id and a hash
+ * of the Delivered-To: address. */
+void maildir_queue_marker(struct buf *out, const char *queue_id,
+			  const char *delivered_to);
 
 #endif

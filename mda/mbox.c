@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -391,6 +392,46 @@ tail_state(int fd, off_t size)
 	return tail[0] == '\n' ? 2 : 1;
 }
 
+/* 1 when a message in the mbox carries the queue id in its header
+ * section (our Received: field) below "Delivered-To: <to>": a copy that a
+ * delivery for the queue runner wrote before it was interrupted. */
+static int
+holds_copy(int fd, off_t size, const char *qid, const char *to)
+{
+	const char *map, *p, *end;
+	size_t qlen = strlen(qid);
+	struct buf want;
+	int found = 0;
+
+	if (size <= 0)
+		return 0;
+	map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return 0;
+	buf_init(&want);
+	buf_printf(&want, "\nDelivered-To: %s\n", to);
+	end = map + size;
+	for (p = map; !found && (p = memmem(p, (size_t)(end - p), qid, qlen));
+	     p += qlen) {
+		const char *start = p, *body;
+
+		/* The message's start: its "From " line (body lines that
+		 * start so are quoted in an mbox). */
+		while (start > map && !(start[-1] == '\n' &&
+					(size_t)(end - start) > 5 &&
+					memcmp(start, "From ", 5) == 0))
+			start--;
+		body = memmem(start, (size_t)(end - start), "\n\n", 2);
+		if (body != NULL && p > body)
+			continue;	/* in a body, not a header */
+		found = memmem(start, (size_t)(p - start), want.data,
+			       want.len) != NULL;
+	}
+	buf_free(&want);
+	munmap((void *)map, (size_t)size);
+	return found;
+}
+
 int
 mbox_deliver(const char *path, const struct mbox_options *opts,
 	     const struct message *m, const struct msgform *form,
@@ -427,6 +468,14 @@ mbox_deliver(const char *path, const struct mbox_options *opts,
 	}
 	if (fstat(fd, &sb) < 0) {
 		status_errno(st, errno, "%s: fstat", path);
+		goto unlock;
+	}
+	if (f.skip_if_present && f.queue_id != NULL &&
+	    f.delivered_to != NULL &&
+	    holds_copy(fd, sb.st_size, f.queue_id, f.delivered_to)) {
+		maillog("%s: %s already holds this message for %s: not "
+			"delivered again", f.queue_id, path, f.delivered_to);
+		rc = 0;
 		goto unlock;
 	}
 	mark_append(&ls, &sb);

@@ -24,6 +24,13 @@ struct msgform {
 	int raw;
 	const char *sender;		/* envelope sender; "" = null sender */
 	const char *delivered_to;	/* NULL: no Delivered-To: */
+	/* Delivering for our queue runner (deliver -Q): the queue id, so
+	 * that a maildir file name carries it, and skip_if_present (-U):
+	 * the runner was interrupted while this delivery ran, so a mailbox
+	 * that already holds this message (this queue id, this
+	 * Delivered-To:) is left as it is. */
+	const char *queue_id;
+	int skip_if_present;
 	time_t now;			/* for the "From " line */
 	/* Called after each buffer written, e.g. to refresh a dot-lock. */
 	void (*progress)(void *arg);

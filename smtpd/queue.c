@@ -917,7 +917,7 @@ queue_update(const char *queue_dir, const struct queue_entry *e,
 int
 queue_remove(const char *queue_dir, const char *id, struct status *st)
 {
-	static const char kinds[] = "qdxt";
+	static const char kinds[] = "qjdxt";
 	char name[NAME_SIZE];
 	int dirfd, rc = 0;
 	size_t i;
@@ -925,15 +925,18 @@ queue_remove(const char *queue_dir, const char *id, struct status *st)
 	if (check_id(id, st) < 0 || (dirfd = open_dir(queue_dir, st)) < 0)
 		return -1;
 	/* qf first: a crash in between leaves an orphan df that the cleanup
-	 * removes, never a qf without its body. No directory sync: every
-	 * recipient's final state is already on disk in the qf, so a qf
-	 * that comes back after a crash only gets removed again. */
+	 * removes, never a qf without its body. The directory is synced
+	 * after it: the removal may be the only record of the last
+	 * recipient's delivery, and a qf that came back after a power
+	 * failure would deliver to it again. */
 	for (i = 0; i < sizeof(kinds) - 1; i++) {
 		file_name(name, kinds[i], id);
 		if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT &&
 		    rc == 0)
 			rc = status_errno(st, errno, "%s/%s: cannot remove",
 					  queue_dir, name);
+		if (i == 0 && rc == 0 && fsync(dirfd) < 0)
+			rc = status_errno(st, errno, "%s: fsync", queue_dir);
 	}
 	close(dirfd);
 	return rc;
@@ -1149,7 +1152,7 @@ queue_cleanup_orphans(const char *queue_dir, time_t now, struct status *st)
 	char name[NAME_SIZE];
 	struct stat sb;
 	int dirfd, fd, removed = 0;
-	const char *kinds = "dtx";
+	const char *kinds = "dtxj";
 
 	if ((dirfd = open_dir(queue_dir, st)) < 0)
 		return -1;
@@ -1160,6 +1163,15 @@ queue_cleanup_orphans(const char *queue_dir, time_t now, struct status *st)
 			return -1;
 		}
 		for (i = 0; i < count; i++) {
+			if (*kinds == 'j') {
+				/* A jf speaks of a qf's recipients: without
+				 * the qf it means nothing (and only a runner
+				 * holding the qf's lock writes one). */
+				if (exists_kind(dirfd, 'q', ids[i]) == 0)
+					removed += remove_kinds(dirfd, ids[i],
+								"j");
+				continue;
+			}
 			if (*kinds == 'x') {
 				/* An xf outlives neither its qf nor its df. */
 				if (exists_kind(dirfd, 'q', ids[i]) == 0 &&
@@ -1193,7 +1205,7 @@ queue_cleanup_orphans(const char *queue_dir, time_t now, struct status *st)
 			if (*kinds == 't')
 				removed += remove_kinds(dirfd, ids[i], "t");
 			else if (exists_kind(dirfd, 'q', ids[i]) == 0)
-				removed += remove_kinds(dirfd, ids[i], "dxt");
+				removed += remove_kinds(dirfd, ids[i], "dxtj");
 			close(fd);
 		}
 		free_ids(ids, count);

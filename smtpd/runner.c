@@ -147,9 +147,90 @@ find_dsn(const char *text, char out[16])
 	return NULL;
 }
 
+/* --- the attempt journal ---------------------------------------------- */
+
+/* jfID names the recipients whose deliver run began. It is written before
+ * each run and removed once the qf records the outcomes; not synced, since
+ * it has to survive the runner's death (SIGKILL, a crash), not the
+ * machine's. A recipient still queued but in the journal may have been
+ * delivered just before the runner died: its next deliver run gets -U and
+ * leaves a mailbox alone that already holds the message. */
+static void
+journal_name(const struct config *cfg, const char *id, struct buf *out)
+{
+	buf_printf(out, "%s/jf%s", cfg->queue_dir, id);
+}
+
+static void
+journal_add(const struct config *cfg, const char *id, const char *rcpt)
+{
+	struct buf path, line;
+	int fd;
+
+	buf_init(&path);
+	buf_init(&line);
+	journal_name(cfg, id, &path);
+	buf_printf(&line, "%s\n", rcpt);
+	fd = open(path.data, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+				     O_CLOEXEC, 0640);
+	if (fd < 0 || write_all(fd, line.data, line.len) < 0)
+		maillog("%s: cannot write %s: %s", id, path.data,
+			strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	buf_free(&path);
+	buf_free(&line);
+}
+
+static void
+journal_load(const struct config *cfg, const char *id, struct buf *out)
+{
+	struct buf path;
+	char chunk[4096];
+	ssize_t n;
+	int fd;
+
+	buf_init(&path);
+	journal_name(cfg, id, &path);
+	buf_puts(out, "\n");
+	fd = open(path.data, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	while (fd >= 0 && (n = read(fd, chunk, sizeof(chunk))) > 0)
+		buf_append(out, chunk, (size_t)n);
+	if (fd >= 0)
+		close(fd);
+	buf_free(&path);
+}
+
+static int
+journal_has(const struct buf *journal, const char *rcpt)
+{
+	struct buf line;
+	int found;
+
+	buf_init(&line);
+	buf_printf(&line, "\n%s\n", rcpt);
+	found = memmem(journal->data, journal->len, line.data, line.len) !=
+		NULL;
+	buf_free(&line);
+	return found;
+}
+
+static void
+journal_clear(const struct config *cfg, const char *id)
+{
+	struct buf path;
+
+	buf_init(&path);
+	journal_name(cfg, id, &path);
+	if (unlink(path.data) < 0 && errno != ENOENT)
+		maillog("%s: cannot remove %s: %s", id, path.data,
+			strerror(errno));
+	buf_free(&path);
+}
+
 static int
 run_deliver(const struct runner *r, const struct queue_entry *e,
-	    const char *rcpt, int msg_fd, struct status *st)
+	    const char *rcpt, int msg_fd, int recovery, struct status *st)
 {
 	const char *argv[12];
 	struct buf out;
@@ -168,9 +249,12 @@ run_deliver(const struct runner *r, const struct queue_entry *e,
 	argv[n++] = "-f";
 	argv[n++] = e->sender != NULL && e->sender[0] != '\0' ? e->sender
 							      : "<>";
+	if (recovery)
+		argv[n++] = "-U";
 	argv[n++] = "--";
 	argv[n++] = rcpt;
 	argv[n] = NULL;
+	journal_add(r->cfg, e->id, rcpt);
 
 	if (lseek(msg_fd, 0, SEEK_SET) < 0)
 		return status_errno(st, errno, "rewinding the message");
@@ -450,7 +534,8 @@ set_aside(const struct runner *r, const char *id, const struct status *why)
  * recorded in the qf at once. */
 static int
 remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
-	     const size_t *idx, size_t n, int *msg_fd, const char **last_reply)
+	     const size_t *idx, size_t n, int *msg_fd, const char **last_reply,
+	     const struct buf *journal)
 {
 	struct config *cfg = r->cfg;
 	struct remote_outcome *out = xcalloc(n, sizeof(*out));
@@ -480,6 +565,7 @@ remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
 				queue_recipient_set(q, QUEUE_QUEUED, st.dsn,
 						    st.text);
 			else if (run_deliver(r, e, o->local_user, *msg_fd,
+					     journal_has(journal, o->local_user),
 					     &st) == 0)
 				queue_recipient_set(q, QUEUE_SENT, "2.0.0",
 						    NULL);
@@ -524,10 +610,14 @@ remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
 	free(out);
 	/* Recorded at once, unless everything is done: the removal records
 	 * that. */
-	if (count_state(e, QUEUE_QUEUED) + count_state(e, QUEUE_BOUNCED) > 0 &&
-	    queue_update(cfg->queue_dir, e, &st) < 0) {
-		maillog("%s: cannot record deliveries: %s", e->id, st.text);
-		rc = -1;
+	if (count_state(e, QUEUE_QUEUED) + count_state(e, QUEUE_BOUNCED) > 0) {
+		if (queue_update(cfg->queue_dir, e, &st) < 0) {
+			maillog("%s: cannot record deliveries: %s", e->id,
+				st.text);
+			rc = -1;
+		} else {
+			journal_clear(cfg, e->id);
+		}
 	}
 	return rc;
 }
@@ -542,6 +632,7 @@ runner_message(const struct runner *r, const char *id)
 	int lock_fd = -1, msg_fd = -1, rc = 0;
 	time_t now = time(NULL);
 	size_t i, pending, nremote = 0, *remote = NULL;
+	struct buf journal;
 	const char *last_reply = NULL;
 
 	switch (queue_lock(cfg->queue_dir, id, &lock_fd, &st)) {
@@ -570,6 +661,8 @@ runner_message(const struct runner *r, const char *id)
 		return 0;
 	}
 
+	buf_init(&journal);
+	journal_load(cfg, id, &journal);
 	pending = count_state(&e, QUEUE_QUEUED);
 	remote = xcalloc(e.nrecipients + 1, sizeof(*remote));
 	for (i = 0; i < e.nrecipients; i++) {
@@ -592,7 +685,8 @@ runner_message(const struct runner *r, const char *id)
 			}
 		}
 		pending--;
-		if (run_deliver(r, &e, q->address, msg_fd, &st) == 0) {
+		if (run_deliver(r, &e, q->address, msg_fd,
+				journal_has(&journal, q->address), &st) == 0) {
 			queue_recipient_set(q, QUEUE_SENT, "2.0.0", NULL);
 			say(r, q->address, "Sent");
 		} else if (status_is_temporary(st.exit_code)) {
@@ -621,11 +715,12 @@ runner_message(const struct runner *r, const char *id)
 				rc = -1;
 				goto out;
 			}
+			journal_clear(cfg, id);
 		}
 	}
 	if (nremote > 0 && rc == 0 &&
 	    remote_phase(r, &e, lock_fd, remote, nremote, &msg_fd,
-			 &last_reply) < 0) {
+			 &last_reply, &journal) < 0) {
 		rc = -1;
 		goto out;
 	}
@@ -684,9 +779,12 @@ runner_message(const struct runner *r, const char *id)
 	if (queue_update(cfg->queue_dir, &e, &st) < 0) {
 		maillog("%s: cannot reschedule: %s", id, st.text);
 		rc = -1;
+	} else {
+		journal_clear(cfg, id);
 	}
 out:
 	free(remote);
+	buf_free(&journal);
 	if (msg_fd >= 0)
 		close(msg_fd);
 	if (virt != NULL)

@@ -738,3 +738,44 @@ def test_user_cannot_deliver_to_another_user(root, mailbox):
     assert result.code == EX_NOPERM, result
     assert root.snapshot() == before
     assert "dsn=5.7.1" in root.log_lines()[-1]
+
+
+# -- deliver -U: the queue runner's recovery after an interrupted run --------
+
+RECOVERY_QID = "6AUDQNuFqHZgFk"
+
+
+def recovery_message():
+    return (b"Received: (from root@localhost)\n\tby test.example id "
+            + RECOVERY_QID.encode() + b";\n\tMon, 30 Nov 2026 13:00:00 +0000\n"
+            b"From: someone@x.org\nSubject: once\n\nbody\n")
+
+
+@pytest.mark.parametrize("maildir", [False, True])
+def test_recovery_leaves_a_mailbox_alone_that_holds_the_message(root, maildir):
+    if maildir:
+        root.configure("mailbox = ~/Maildir/")
+    message = recovery_message()
+
+    def count():
+        return (len(read_maildir(root.maildir("alice"))) if maildir
+                else len(read_mbox(root.mbox("alice"))))
+
+    deliver_ok(root, "-Q", RECOVERY_QID, "-f", SENDER, "alice",
+               message=message)
+    assert count() == 1
+    # The runner died before it recorded this delivery: -U finds the copy.
+    deliver_ok(root, "-Q", RECOVERY_QID, "-U", "-f", SENDER, "alice",
+               message=message)
+    assert count() == 1
+    assert any("already holds this message for alice@test.example" in line
+               for line in root.log_lines())
+    # Another recipient of the same message is not mistaken for it.
+    deliver_ok(root, "-Q", RECOVERY_QID, "-U", "-f", SENDER, "bob",
+               message=message)
+    assert (len(read_maildir(root.maildir("bob"))) if maildir
+            else len(read_mbox(root.mbox("bob")))) == 1
+    # Without -U (a new delivery of the same message) it is written again.
+    deliver_ok(root, "-Q", RECOVERY_QID, "-f", SENDER, "alice",
+               message=message)
+    assert count() == 2

@@ -202,7 +202,7 @@ test_maildir_unique_name_escapes_slash_and_colon(void)
 	const char *host;
 
 	buf_init(&name);
-	maildir_unique_name(&name, "a/b:c.example");
+	maildir_unique_name(&name, "a/b:c.example", NULL);
 	host = strchr(name.data, '.');
 	CU_ASSERT_PTR_NOT_NULL_FATAL(host);
 	CU_ASSERT_STRING_EQUAL(host + 1 + strcspn(host + 1, "."),
