@@ -66,8 +66,8 @@ static const struct config_key config_keys[] = {
 	KEY(max_hops, KEY_COUNT, "25", 1),
 	KEY(queue_lifetime, KEY_DURATION, "5d", 0),
 	KEY(queue_warn, KEY_DURATION, "4h", 0),
-	KEY(command_timeout, KEY_DURATION, "5m", 0),
-	KEY(data_timeout, KEY_DURATION, "10m", 0),
+	KEY(command_timeout, KEY_DURATION, "5m", 1),
+	KEY(data_timeout, KEY_DURATION, "10m", 1),
 	KEY(max_sessions, KEY_COUNT, "100", 1),
 	KEY(max_sessions_per_client, KEY_COUNT, "10", 1),
 	KEY(smtp_cert, KEY_PATH, "", 0),
@@ -93,7 +93,7 @@ static const struct config_key config_keys[] = {
 	KEY(smarthost, KEY_STRING, "", 0),
 	KEY(smtp_port, KEY_COUNT, "25", 1),
 	KEY(local_only, KEY_BOOL, "no", 0),
-	KEY(smtp_connect_timeout, KEY_DURATION, "30s", 0),
+	KEY(smtp_connect_timeout, KEY_DURATION, "30s", 1),
 	KEY(smtp_bind_address, KEY_STRING, "", 0),
 	KEY(smtp_connection_reuse, KEY_BOOL, "yes", 0),
 };
@@ -307,7 +307,10 @@ set_value(struct config *cfg, const struct config_key *key, char *value)
 	case KEY_SIZE:
 		return config_parse_size(value, (uint64_t *)field);
 	case KEY_DURATION:
-		return config_parse_duration(value, (unsigned *)field);
+		if (config_parse_duration(value, (unsigned *)field) < 0 ||
+		    *(unsigned *)field < key->minimum)
+			return -1;
+		return 0;
 	case KEY_COUNT: {
 		uint64_t n;
 		char *end;
@@ -317,7 +320,8 @@ set_value(struct config *cfg, const struct config_key *key, char *value)
 		errno = 0;
 		n = strtoull(value, &end, 10);
 		if (errno != 0 || *end != '\0' || n > UINT_MAX ||
-		    n < key->minimum)
+		    n < key->minimum ||
+		    (strcmp(key->name, "smtp_port") == 0 && n > 65535))
 			return -1;
 		*(unsigned *)field = (unsigned)n;
 		return 0;

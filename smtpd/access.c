@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "maillog.h"
 
 static int
 word_is(const char *v, size_t len, const char *word)
@@ -100,10 +101,14 @@ lookup(struct map *m, const char *tag, const char *key,
 		if (i == 0 && tag == NULL)
 			continue;
 		buf_printf(&k, "%s%s", i == 0 ? tag : "", key);
-		if (map_lookup(m, k.data, k.len, &v) == 1 &&
-		    access_parse_value(v.data, v.len, r) == 0) {
+		if (map_lookup(m, k.data, k.len, &v) != 1)
+			continue;
+		if (access_parse_value(v.data, v.len, r) == 0) {
 			snprintf(r->key, sizeof(r->key), "%s", k.data);
 			found = 1;
+		} else {
+			maillog("%s: %s: unknown value \"%s\": entry ignored",
+				map_path(m), k.data, v.data);
 		}
 	}
 	buf_free(&k);

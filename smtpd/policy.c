@@ -165,38 +165,49 @@ virtual_error_reply(const char *value, const char *address, struct buf *reply)
 		buf_printf(reply, "550 5.1.1 <%s>... User unknown", address);
 }
 
-/* The local part names an alias or a user. */
+/* Looks name up in the alias files: 1 found, 0 not, -1 read error. */
+static int
+alias_known(struct policy *p, const char *name, size_t len)
+{
+	struct buf value;
+	size_t i;
+	int rc = 0;
+
+	buf_init(&value);
+	for (i = 0; rc == 0 && i < p->naliases; i++)
+		rc = map_lookup(p->aliases[i], name, len, &value);
+	buf_free(&value);
+	return rc;
+}
+
+/* The local part names an alias or a user: 1, 0, or -1 when a table
+ * could not be read (the client is told to try later). */
 static int
 local_known(struct policy *p, const char *local, size_t len)
 {
-	struct buf name, value;
-	size_t user_len, ext_len, i;
+	struct buf name;
+	size_t user_len, ext_len;
 	const char *ext;
 	int known = 0;
 
 	buf_init(&name);
-	buf_init(&value);
 	buf_append(&name, local, len);
 	address_lowercase(name.data, name.len);
 	if (strcmp(name.data, "postmaster") == 0)
 		known = 1;
-	for (i = 0; !known && i < p->naliases; i++)
-		known = map_lookup(p->aliases[i], name.data, name.len,
-				   &value) == 1;
+	if (!known)
+		known = alias_known(p, name.data, name.len);
 	if (!known) {
 		address_split_extension(name.data, name.len,
 					p->cfg->recipient_delimiter[0],
 					&user_len, &ext, &ext_len);
 		name.data[user_len] = '\0';
 		name.len = user_len;
-		for (i = 0; !known && i < p->naliases; i++)
-			known = map_lookup(p->aliases[i], name.data, name.len,
-					   &value) == 1;
+		known = alias_known(p, name.data, name.len);
 		if (!known && address_safe_local(name.data, name.len))
 			known = getpwnam(name.data) != NULL;
 	}
 	buf_free(&name);
-	buf_free(&value);
 	return known;
 }
 
@@ -266,6 +277,16 @@ policy_recipient(struct policy *p, const char *address, struct buf *reply)
 		buf_printf(&key, "%s@%s", a.local.data, a.domain.data);
 		found = virtual(p, key.data, &value);
 		if (found == 0 && has_ext) {
+			/* user++@domain: any detail (as deliver has it) */
+			buf_reset(&key);
+			buf_printf(&key, "%.*s%c%c@%s", (int)user_len,
+				   a.local.data,
+				   p->cfg->recipient_delimiter[0],
+				   p->cfg->recipient_delimiter[0],
+				   a.domain.data);
+			found = virtual(p, key.data, &value);
+		}
+		if (found == 0 && has_ext) {
 			buf_reset(&key);
 			buf_printf(&key, "%.*s@%s", (int)user_len, a.local.data,
 				   a.domain.data);
@@ -300,7 +321,12 @@ policy_recipient(struct policy *p, const char *address, struct buf *reply)
 		}
 	}
 	if (local) {
-		if (!local_known(p, a.local.data, a.local.len)) {
+		found = local_known(p, a.local.data, a.local.len);
+		if (found < 0) {
+			buf_printf(reply, "451 4.3.0 <%s>... Temporary lookup "
+				   "failure", address);
+			rc = -1;
+		} else if (found == 0) {
 			buf_printf(reply, "550 5.1.1 <%s>... User unknown",
 				   address);
 			log_reject(p, "check_rcpt", address, reply->data);

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "maps.h"
 #include "route.h"
+#include "stats.h"
 #include "status.h"
 
 #define CACHE_SIZE 8
@@ -74,6 +76,21 @@ remote_close_all(void)
 		}
 }
 
+/* mailstats' C line: connections made. */
+static void
+count_connection(const struct config *cfg)
+{
+	struct stats delta;
+	int fd = stats_open(cfg->statistics, 0);
+
+	if (fd < 0)
+		return;
+	memset(&delta, 0, sizeof(delta));
+	delta.conn_to = 1;
+	stats_add(fd, &delta);
+	close(fd);
+}
+
 static void
 set_outcome(struct remote_outcome *o, enum queue_state state,
 	    const char *dsn, const char *reply, const char *relay)
@@ -132,8 +149,11 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 	c = cfg->smtp_connection_reuse ? cache_take(rt->key) : NULL;
 	reused = c != NULL;
 	for (;;) {
-		if (c == NULL)
+		if (c == NULL) {
 			c = client_connect(cfg, rt, tls_client, transcript, &st);
+			if (c != NULL)
+				count_connection(cfg);
+		}
 		if (c == NULL) {
 			fail_all(out, members, m, &st);
 			break;
@@ -249,11 +269,24 @@ remote_deliver(struct config *cfg, const struct queue_entry *e, int body_fd,
 			fail_all(out, members, m, &st);
 		} else if (rt.kind == ROUTE_LOCAL) {
 			for (k = 0; k < m; k++) {
-				set_outcome(&out[members[k]], QUEUE_QUEUED,
-					    "", "", NULL);
-				snprintf(out[members[k]].local_user,
-					 sizeof(out[members[k]].local_user),
-					 "%s", rt.local_user);
+				struct remote_outcome *o = &out[members[k]];
+				const char *a =
+					e->recipients[idx[members[k]]].address;
+				const char *at = strrchr(a, '@');
+
+				set_outcome(o, QUEUE_QUEUED, "", "", NULL);
+				/* "local:" alone: the recipient's own local
+				 * part, as sendmail has it. */
+				if (rt.local_user[0] != '\0')
+					snprintf(o->local_user,
+						 sizeof(o->local_user), "%s",
+						 rt.local_user);
+				else
+					snprintf(o->local_user,
+						 sizeof(o->local_user), "%.*s",
+						 (int)(at ? at - a
+							  : (long)strlen(a)),
+						 a);
 			}
 		} else {
 			send_group(cfg, e, body_fd, &rt, idx, members, m, out,

@@ -30,6 +30,5 @@ void remote_deliver(struct config *cfg, const struct queue_entry *e,
 		    struct remote_outcome *out, struct buf *transcript);
 /* Closes the cached connections (politely). */
 void remote_close_all(void);
-/* 1 when address is for a remote domain (not local, not virtusertable). */
 
 #endif

@@ -5,7 +5,7 @@
  * and records each outcome in the qf at once (so that a crash never makes
  * it deliver to that recipient again), then bounces what failed, warns
  * about what is late and schedules the next attempt with exponential
- * backoff. Remote recipients stay queued ("no route yet").
+ * backoff. Remote recipients go through the SMTP client (remote.c).
  */
 #ifndef SMTPD_RUNNER_H
 #define SMTPD_RUNNER_H

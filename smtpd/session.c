@@ -164,7 +164,7 @@ session_shutdown(struct session *s)
  * reply given. */
 static int
 parse_path(struct session *s, const char *arg, struct buf *addr,
-	   const char **params)
+	   const char **params, const char *dsn)
 {
 	const char *p = arg, *end;
 	int quoted = 0;
@@ -173,8 +173,8 @@ parse_path(struct session *s, const char *arg, struct buf *addr,
 	while (*p == ' ')
 		p++;
 	if (*p != '<') {
-		reply(s, "501 5.1.7 Syntax error in address: angle brackets "
-			 "required");
+		reply(s, "501 %s Syntax error in address: angle brackets "
+			 "required", dsn);
 		return -1;
 	}
 	for (end = p + 1; *end != '\0'; end++) {
@@ -186,7 +186,8 @@ parse_path(struct session *s, const char *arg, struct buf *addr,
 			break;
 	}
 	if (*end != '>') {
-		reply(s, "501 5.1.7 Syntax error in address: no closing '>'");
+		reply(s, "501 %s Syntax error in address: no closing '>'",
+		      dsn);
 		return -1;
 	}
 	p++;
@@ -195,14 +196,14 @@ parse_path(struct session *s, const char *arg, struct buf *addr,
 		const char *colon = memchr(p, ':', (size_t)(end - p));
 
 		if (colon == NULL) {
-			reply(s, "501 5.1.7 Syntax error in address");
+			reply(s, "501 %s Syntax error in address", dsn);
 			return -1;
 		}
 		p = colon + 1;
 	}
 	buf_reset(addr);
 	if ((size_t)(end - p) > PATH_MAX_LEN) {
-		reply(s, "501 5.1.7 Address too long");
+		reply(s, "501 %s Address too long", dsn);
 		return -1;
 	}
 	if (end > p) {
@@ -210,7 +211,7 @@ parse_path(struct session *s, const char *arg, struct buf *addr,
 		if (address_parse(&a, p, (size_t)(end - p)) < 0 ||
 		    memchr(p, ' ', (size_t)(end - p)) != NULL) {
 			address_free(&a);
-			reply(s, "501 5.1.7 Syntax error in address");
+			reply(s, "501 %s Syntax error in address", dsn);
 			return -1;
 		}
 		address_free(&a);
@@ -308,7 +309,7 @@ cmd_mail(struct session *s, const char *line)
 	}
 	buf_init(&addr);
 	buf_init(&why);
-	if (parse_path(s, arg, &addr, &params) < 0)
+	if (parse_path(s, arg, &addr, &params, "5.1.7") < 0)
 		goto out;
 	s->declared_size = 0;
 	while (*params != '\0') {
@@ -384,7 +385,7 @@ cmd_rcpt(struct session *s, const char *line)
 	}
 	buf_init(&addr);
 	buf_init(&why);
-	if (parse_path(s, arg, &addr, &params) < 0)
+	if (parse_path(s, arg, &addr, &params, "5.1.3") < 0)
 		goto out;
 	if (*params != '\0') {
 		reply(s, "555 5.5.4 Unsupported parameter %.*s",
@@ -760,6 +761,8 @@ data_end(struct session *s)
 		reply(s, "250 2.0.0 %s Message accepted for delivery", s->e.id);
 		maillog("%s: from=<%s>: discarded (access table)", s->e.id,
 			s->e.sender ? s->e.sender : "");
+		if (s->ops.discarded)
+			s->ops.discarded(s->ops.arg, &s->e);
 		goto reset;
 	}
 	if (s->ops.msg_commit && s->ops.msg_commit(s->ops.arg, &s->e, &st) <

@@ -42,6 +42,8 @@ struct session_ops {
 	void (*msg_abort)(void *arg);
 	/* After a message was accepted (e.g. wake the queue runner). */
 	void (*accepted)(void *arg, const struct queue_entry *e);
+	/* After a message was accepted and thrown away (DISCARD). */
+	void (*discarded)(void *arg, const struct queue_entry *e);
 };
 
 struct session_params {

@@ -249,8 +249,23 @@ st_accepted(void *arg, const struct queue_entry *e)
 
 	if (stats_fd >= 0)
 		stats_count_from(stats_fd, STATS_ESMTP,
-				 (long long)(e->headers.len + e->body_size));
+				 (long long)(e->headers.len + 1 +
+					     e->body_size));
 	runner_trigger(k->cfg);
+}
+
+static void
+st_discarded(void *arg, const struct queue_entry *e)
+{
+	struct stats delta;
+
+	(void)arg;
+	(void)e;
+	if (stats_fd < 0)
+		return;
+	memset(&delta, 0, sizeof(delta));
+	delta.mailer[STATS_ESMTP].msgsdis = 1;
+	stats_add(stats_fd, &delta);
 }
 
 /* The client's verified name: its PTR, when that name has the address. */
@@ -373,6 +388,7 @@ run_session(int in, int out, const struct sockaddr *sa, socklen_t salen,
 	ops.msg_commit = st_commit;
 	ops.msg_abort = st_abort;
 	ops.accepted = st_accepted;
+	ops.discarded = st_discarded;
 	session_init(&s, &p, &ops);
 	session_greet(&s);
 
@@ -434,8 +450,8 @@ run_session(int in, int out, const struct sockaddr *sa, socklen_t salen,
 	}
 	if (s.out.len > 0)
 		(void)io_write(&io, s.out.data, s.out.len);
-	maillog("disconnect from %s [%s]%s", name ? name : "unknown", ip,
-		s.messages ? "" : "");
+	maillog("disconnect from %s [%s], %u message%s", name ? name : "unknown",
+		ip, s.messages, s.messages == 1 ? "" : "s");
 	if (io.ssl != NULL) {
 		SSL_shutdown(io.ssl);
 		SSL_free(io.ssl);
@@ -518,6 +534,17 @@ open_listeners(int *fds, size_t *n, struct status *st)
 		fds[(*n)++] = fd;
 	}
 	return 0;
+}
+
+/* The client's numeric address; "::ffff:1.2.3.4" (a dual-stack socket)
+ * is 1.2.3.4, so that IPv4 access keys apply. */
+static void
+client_address(const struct sockaddr *sa, socklen_t len, char *ip, size_t size)
+{
+	if (getnameinfo(sa, len, ip, size, NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(ip, size, "unknown");
+	if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.') != NULL)
+		memmove(ip, ip + 7, strlen(ip + 7) + 1);
 }
 
 static void
@@ -623,7 +650,11 @@ serve(int *fds, size_t nfds, unsigned interval)
 
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if (pid == runner) {
-				runner = -1;
+				/* The queue runner must not just go away. */
+				maillog("queue runner daemon (pid %ld) ended "
+					"with status %d: starting it again",
+					(long)pid, status);
+				runner = got_term ? -1 : start_runner(interval);
 				continue;
 			}
 			for (i = 0; i < nkids; i++)
@@ -664,12 +695,8 @@ serve(int *fds, size_t nfds, unsigned interval)
 				     SOCK_CLOEXEC);
 			if (fd < 0)
 				continue;
-			getnameinfo((struct sockaddr *)&ss, len, ip, sizeof(ip),
-				    NULL, 0, NI_NUMERICHOST);
-			/* "::ffff:1.2.3.4" is 1.2.3.4 */
-			if (strncmp(ip, "::ffff:", 7) == 0 &&
-			    strchr(ip + 7, '.') != NULL)
-				memmove(ip, ip + 7, strlen(ip + 7) + 1);
+			client_address((struct sockaddr *)&ss, len, ip,
+				       sizeof(ip));
 			for (k = 0; k < nkids; k++)
 				same += strcmp(kids[k].ip, ip) == 0;
 			if (nkids >= cfg.max_sessions) {
@@ -769,8 +796,8 @@ main(int argc, char **argv)
 		int sock = getpeername(0, (struct sockaddr *)&ss, &len) == 0;
 
 		if (sock)
-			getnameinfo((struct sockaddr *)&ss, len, ip, sizeof(ip),
-				    NULL, 0, NI_NUMERICHOST);
+			client_address((struct sockaddr *)&ss, len, ip,
+				       sizeof(ip));
 		count_connection(0);
 		run_session(0, 1, sock ? (struct sockaddr *)&ss : NULL,
 			    sock ? len : 0, ip);

@@ -644,7 +644,7 @@ test_session_mail_and_rcpt_syntax(void)
 	REPLY("mail from:<alice@a.example> body=7bit\r\n", "250 2.1.0 ");
 	REPLY("MAIL FROM:<alice@a.example>\r\n", "503 5.5.1 ");
 	REPLY("DATA\r\n", "554 5.5.1 ");
-	REPLY("RCPT TO:bob@b.example\r\n", "501 5.1.7 ");
+	REPLY("RCPT TO:bob@b.example\r\n", "501 5.1.3 ");
 	REPLY("RCPT TO:<>\r\n", "501 5.1.3 ");
 	REPLY("RCPT TO:<bob@b.example> NOTIFY=NEVER\r\n", "555 5.5.4 ");
 	REPLY("RCPT FROM:<bob@b.example>\r\n", "501 5.5.4 ");
