@@ -4,6 +4,12 @@
 #include "remote.h"
 
 #include <signal.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +19,7 @@
 
 #include "client.h"
 #include "maps.h"
+#include "privs.h"
 #include "route.h"
 #include "stats.h"
 #include "status.h"
@@ -64,6 +71,8 @@ cache_put(const char *key, struct smtp_conn *c)
 	cache[oldest].used = time(NULL);
 }
 
+static void client_stop(void);
+
 void
 remote_close_all(void)
 {
@@ -74,21 +83,7 @@ remote_close_all(void)
 			client_close(cache[i].conn, 1);
 			cache[i].conn = NULL;
 		}
-}
-
-/* mailstats' C line: connections made. */
-static void
-count_connection(const struct config *cfg)
-{
-	struct stats delta;
-	int fd = stats_open(cfg->statistics, 0);
-
-	if (fd < 0)
-		return;
-	memset(&delta, 0, sizeof(delta));
-	delta.conn_to = 1;
-	stats_add(fd, &delta);
-	close(fd);
+	client_stop();
 }
 
 static void
@@ -114,8 +109,9 @@ fail_all(struct remote_outcome *out, const size_t *members, size_t m,
 			    st->dsn, st->text, NULL);
 }
 
-/* One destination: the recipients members[] (indexes into idx/out). */
-static void
+/* One destination: the recipients members[] (indexes into idx/out).
+ * Returns the number of connections it opened. */
+static unsigned
 send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 	   const struct route *rt, const size_t *idx, const size_t *members,
 	   size_t m, struct remote_outcome *out, struct buf *transcript)
@@ -127,11 +123,12 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 	char peer[320];
 	size_t k;
 	int reused;
+	unsigned connections = 0;
 
 	if (rc == NULL) {
 		status_set(&st, EX_TEMPFAIL, "4.3.0", "out of memory");
 		fail_all(out, members, m, &st);
-		return;
+		return 0;
 	}
 	if (!tls_tried) {
 		tls_client = client_tls_context();
@@ -152,7 +149,7 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 		if (c == NULL) {
 			c = client_connect(cfg, rt, tls_client, transcript, &st);
 			if (c != NULL)
-				count_connection(cfg);
+				connections++;
 		}
 		if (c == NULL) {
 			fail_all(out, members, m, &st);
@@ -200,29 +197,47 @@ send_group(struct config *cfg, const struct queue_entry *e, int body_fd,
 			client_close(c, 1);
 	}
 	free(rc);
+	return connections;
 }
 
-void
-remote_deliver(struct config *cfg, const struct queue_entry *e, int body_fd,
-	       const size_t *idx, size_t n, struct remote_outcome *out,
-	       struct buf *transcript)
+/* mailertable local:user: the runner delivers these itself. */
+static void
+local_route(const struct queue_entry *e, const size_t *idx,
+	    const size_t *members, size_t m, const struct route *rt,
+	    struct remote_outcome *out)
+{
+	size_t k;
+
+	for (k = 0; k < m; k++) {
+		struct remote_outcome *o = &out[members[k]];
+		const char *a = e->recipients[idx[members[k]]].address;
+		const char *at = strrchr(a, '@');
+
+		set_outcome(o, QUEUE_QUEUED, "", "", NULL);
+		/* "local:" alone: the recipient's own local part, as
+		 * sendmail has it. */
+		if (rt->local_user[0] != '\0')
+			snprintf(o->local_user, sizeof(o->local_user), "%s",
+				 rt->local_user);
+		else
+			snprintf(o->local_user, sizeof(o->local_user), "%.*s",
+				 (int)(at ? at - a : (long)strlen(a)), a);
+	}
+}
+
+/* The exchanges, in this process. */
+static void
+deliver_here(struct config *cfg, const struct queue_entry *e, int body_fd,
+	     const size_t *idx, size_t n, struct remote_outcome *out,
+	     struct buf *transcript, remote_done_fn done, void *arg)
 {
 	struct map *mailertable = NULL;
 	struct status st;
 	size_t *members, i, k, m;
-	char *done;
+	char *taken;
 
-	members = calloc(n ? n : 1, sizeof(*members));
-	done = calloc(n ? n : 1, 1);
-	if (members == NULL || done == NULL) {
-		free(members);
-		free(done);
-		status_set(&st, EX_TEMPFAIL, "4.3.0", "out of memory");
-		for (i = 0; i < n; i++)
-			set_outcome(&out[i], QUEUE_QUEUED, st.dsn, st.text,
-				    NULL);
-		return;
-	}
+	members = xcalloc(n ? n : 1, sizeof(*members));
+	taken = xcalloc(n ? n : 1, 1);
 	for (i = 0; i < n; i++)
 		memset(&out[i], 0, sizeof(out[i]));
 	/* A server that closes the connection while we write must give
@@ -230,26 +245,20 @@ remote_deliver(struct config *cfg, const struct queue_entry *e, int body_fd,
 	 * well, so MSG_NOSIGNAL would not be enough. (deliver, run from
 	 * here later, ignores SIGPIPE anyway.) */
 	signal(SIGPIPE, SIG_IGN);
-	if (cfg->local_only) {
-		for (i = 0; i < n; i++)
-			set_outcome(&out[i], QUEUE_BOUNCED, "5.3.2",
-				    "remote delivery is turned off on this "
-				    "host (local_only)", NULL);
-		goto out;
-	}
-	mailertable = map_open(cfg->mailertable, MAP_TABLE, 0, &st);
-	if (mailertable == NULL) {
-		for (i = 0; i < n; i++)
-			set_outcome(&out[i], QUEUE_QUEUED, "4.3.0", st.text,
-				    NULL);
-		goto out;
+	if (!cfg->local_only) {
+		mailertable = map_open(cfg->mailertable, MAP_TABLE, 0, &st);
+		if (mailertable == NULL)
+			for (i = 0; i < n; i++)
+				set_outcome(&out[i], QUEUE_QUEUED, "4.3.0",
+					    st.text, NULL);
 	}
 	for (i = 0; i < n; i++) {
 		const char *addr = e->recipients[idx[i]].address;
 		const char *domain = strrchr(addr, '@');
+		unsigned connections = 0;
 		struct route rt;
 
-		if (done[i])
+		if (taken[i])
 			continue;
 		domain = domain ? domain + 1 : "";
 		/* Everyone of this message for the same domain. */
@@ -258,44 +267,413 @@ remote_deliver(struct config *cfg, const struct queue_entry *e, int body_fd,
 			const char *a = e->recipients[idx[k]].address;
 			const char *d = strrchr(a, '@');
 
-			if (!done[k] && strcasecmp(d ? d + 1 : "", domain) ==
-						0) {
+			if (!taken[k] && strcasecmp(d ? d + 1 : "", domain) ==
+						 0) {
 				members[m++] = k;
-				done[k] = 1;
+				taken[k] = 1;
 			}
 		}
-		route_domain(cfg, mailertable, domain, &rt, &st);
-		if (rt.kind == ROUTE_ERROR) {
-			fail_all(out, members, m, &st);
-		} else if (rt.kind == ROUTE_LOCAL) {
-			for (k = 0; k < m; k++) {
-				struct remote_outcome *o = &out[members[k]];
-				const char *a =
-					e->recipients[idx[members[k]]].address;
-				const char *at = strrchr(a, '@');
-
-				set_outcome(o, QUEUE_QUEUED, "", "", NULL);
-				/* "local:" alone: the recipient's own local
-				 * part, as sendmail has it. */
-				if (rt.local_user[0] != '\0')
-					snprintf(o->local_user,
-						 sizeof(o->local_user), "%s",
-						 rt.local_user);
-				else
-					snprintf(o->local_user,
-						 sizeof(o->local_user), "%.*s",
-						 (int)(at ? at - a
-							  : (long)strlen(a)),
-						 a);
-			}
+		if (cfg->local_only) {
+			for (k = 0; k < m; k++)
+				set_outcome(&out[members[k]], QUEUE_BOUNCED,
+					    "5.3.2",
+					    "remote delivery is turned off on "
+					    "this host (local_only)", NULL);
+		} else if (mailertable == NULL) {
+			/* deferred above */
 		} else {
-			send_group(cfg, e, body_fd, &rt, idx, members, m, out,
-				   transcript);
+			route_domain(cfg, mailertable, domain, &rt, &st);
+			if (rt.kind == ROUTE_ERROR)
+				fail_all(out, members, m, &st);
+			else if (rt.kind == ROUTE_LOCAL)
+				local_route(e, idx, members, m, &rt, out);
+			else
+				connections = send_group(cfg, e, body_fd, &rt,
+							 idx, members, m, out,
+							 transcript);
 		}
+		if (done != NULL)
+			done(arg, members, m, connections);
 	}
-out:
 	if (mailertable != NULL)
 		map_close(mailertable);
 	free(members);
-	free(done);
+	free(taken);
+}
+
+/* --- the client process ------------------------------------------------ */
+
+/* Requests: struct request, then the qf text and the positions, with the
+ * df passed along (SCM_RIGHTS). Answers: frames of struct frame, each
+ * followed by its payload: an outcome, transcript text, a destination's
+ * end, the request's end. */
+struct request {
+	char id[QID_SIZE];
+	uint32_t text_len;
+	uint32_t n;
+};
+
+enum frame_type { F_OUTCOME = 'o', F_TEXT = 't', F_GROUP = 'g', F_END = 'e' };
+
+struct frame {
+	uint32_t type;
+	uint32_t value;		/* F_OUTCOME: position; F_GROUP: connections */
+	uint32_t len;		/* payload bytes */
+};
+
+static pid_t client_pid = -1;
+static int client_sock = -1;
+
+static int
+write_full(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+read_full(int fd, void *p, size_t n)
+{
+	char *c = p;
+
+	while (n > 0) {
+		ssize_t r = read(fd, c, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int
+send_frame(int fd, uint32_t type, uint32_t value, const void *data,
+	   size_t len)
+{
+	struct frame f = { type, value, (uint32_t)len };
+
+	if (write_full(fd, &f, sizeof(f)) < 0)
+		return -1;
+	return len > 0 ? write_full(fd, data, len) : 0;
+}
+
+struct child_ctx {
+	int sock;
+	const struct remote_outcome *out;
+	struct buf *transcript;
+	size_t sent_text;
+};
+
+static void
+child_done(void *arg, const size_t *members, size_t m, unsigned connections)
+{
+	struct child_ctx *c = arg;
+	size_t k;
+
+	for (k = 0; k < m; k++)
+		send_frame(c->sock, F_OUTCOME, (uint32_t)members[k],
+			   &c->out[members[k]], sizeof(c->out[0]));
+	if (c->transcript->len > c->sent_text) {
+		send_frame(c->sock, F_TEXT, 0,
+			   c->transcript->data + c->sent_text,
+			   c->transcript->len - c->sent_text);
+		c->sent_text = c->transcript->len;
+	}
+	send_frame(c->sock, F_GROUP, connections, NULL, 0);
+}
+
+/* Receives a request; the df's descriptor in *fd. */
+static int
+receive_request(int sock, struct request *rq, int *fd)
+{
+	char control[CMSG_SPACE(sizeof(int))];
+	struct msghdr msg;
+	struct iovec iov = { rq, sizeof(*rq) };
+	struct cmsghdr *cm;
+	ssize_t r;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	do {
+		r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	} while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return -1;
+	*fd = -1;
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(cm), sizeof(int));
+	if (*fd < 0)
+		return -1;
+	if ((size_t)r < sizeof(*rq) &&
+	    read_full(sock, (char *)rq + r, sizeof(*rq) - (size_t)r) < 0) {
+		close(*fd);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+child_serve(struct config *cfg, int sock)
+{
+	for (;;) {
+		struct request rq;
+		struct queue_entry e;
+		struct remote_outcome *out;
+		struct buf text, transcript;
+		struct child_ctx ctx;
+		struct status st;
+		size_t *idx, i;
+		uint64_t *wire;
+		int fd;
+
+		if (receive_request(sock, &rq, &fd) < 0)
+			break;
+		buf_init(&text);
+		buf_reserve(&text, rq.text_len);
+		wire = xcalloc(rq.n ? rq.n : 1, sizeof(*wire));
+		idx = xcalloc(rq.n ? rq.n : 1, sizeof(*idx));
+		out = xcalloc(rq.n ? rq.n : 1, sizeof(*out));
+		if (read_full(sock, text.data, rq.text_len) < 0 ||
+		    read_full(sock, wire, rq.n * sizeof(*wire)) < 0)
+			break;
+		text.len = rq.text_len;
+		text.data[text.len] = '\0';
+		for (i = 0; i < rq.n; i++)
+			idx[i] = (size_t)wire[i];
+		buf_init(&transcript);
+		if (queue_parse(text.data, text.len, &e, &st) == 0) {
+			for (i = 0; i < rq.n; i++)
+				if (idx[i] >= e.nrecipients)
+					idx[i] = 0;	/* never trusted blindly */
+			memcpy(e.id, rq.id, QID_SIZE);
+			e.id[QID_LEN] = '\0';
+			ctx.sock = sock;
+			ctx.out = out;
+			ctx.transcript = &transcript;
+			ctx.sent_text = 0;
+			if (e.nrecipients > 0)
+				deliver_here(cfg, &e, fd, idx, rq.n, out,
+					     &transcript, child_done, &ctx);
+		}
+		queue_entry_free(&e);
+		send_frame(sock, F_END, 0, NULL, 0);
+		close(fd);
+		buf_free(&text);
+		buf_free(&transcript);
+		free(wire);
+		free(idx);
+		free(out);
+	}
+	remote_close_all();
+}
+
+/* Starts the client process as smtpd_user (group submit_group). */
+static int
+client_start(struct config *cfg, struct status *st)
+{
+	struct passwd *pw = getpwnam(cfg->smtpd_user);
+	struct group *gr = getgrnam(cfg->submit_group);
+	int sv[2];
+	pid_t pid;
+
+	if (pw == NULL || pw->pw_uid == 0)
+		return status_set(st, EX_TEMPFAIL, "4.3.5",
+				  "smtpd_user %s: no such unprivileged user, "
+				  "so no SMTP client", cfg->smtpd_user);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return status_errno(st, errno, "socketpair");
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return status_errno(st, errno, "fork");
+	}
+	if (pid == 0) {
+		/* Nothing of the runner's: no queue locks, no log. */
+		if (dup2(sv[1], 3) < 0)
+			_exit(EX_OSERR);
+		close_range(4, ~0U, 0);
+		if (privs_become(pw->pw_uid, gr ? gr->gr_gid : pw->pw_gid,
+				 (gid_t)-1, st) < 0)
+			_exit(EX_OSERR);
+		signal(SIGTERM, SIG_DFL);
+		child_serve(cfg, 3);
+		_exit(0);
+	}
+	close(sv[1]);
+	client_sock = sv[0];
+	client_pid = pid;
+	return 0;
+}
+
+static void
+client_stop(void)
+{
+	if (client_sock >= 0)
+		close(client_sock);
+	client_sock = -1;
+	if (client_pid > 0)
+		while (waitpid(client_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	client_pid = -1;
+}
+
+static int
+send_request(const struct queue_entry *e, int body_fd, const size_t *idx,
+	     size_t n)
+{
+	char control[CMSG_SPACE(sizeof(int))];
+	struct request rq;
+	struct msghdr msg;
+	struct iovec iov = { &rq, sizeof(rq) };
+	struct cmsghdr *cm;
+	struct buf text;
+	uint64_t *wire = xcalloc(n ? n : 1, sizeof(*wire));
+	size_t i;
+	int rc = -1;
+
+	buf_init(&text);
+	queue_format(e, &text);
+	memset(&rq, 0, sizeof(rq));
+	memcpy(rq.id, e->id, QID_SIZE);
+	rq.text_len = (uint32_t)text.len;
+	rq.n = (uint32_t)n;
+	for (i = 0; i < n; i++)
+		wire[i] = idx[i];
+	memset(&msg, 0, sizeof(msg));
+	memset(control, 0, sizeof(control));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &body_fd, sizeof(int));
+	if (sendmsg(client_sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(rq) &&
+	    write_full(client_sock, text.data, text.len) == 0 &&
+	    write_full(client_sock, wire, n * sizeof(*wire)) == 0)
+		rc = 0;
+	buf_free(&text);
+	free(wire);
+	return rc;
+}
+
+/* Through the client process; -1 when it broke (the positions not yet
+ * answered are deferred and reported). */
+static void
+deliver_there(struct config *cfg, const struct queue_entry *e, int body_fd,
+	      const size_t *idx, size_t n, struct remote_outcome *out,
+	      struct buf *transcript, remote_done_fn done, void *arg)
+{
+	size_t *members = xcalloc(n ? n : 1, sizeof(*members));
+	char *answered = xcalloc(n ? n : 1, 1);
+	size_t m = 0, i;
+	struct status st;
+	int broken = 0;
+
+	status_set(&st, EX_TEMPFAIL, "4.3.0",
+		   "the SMTP client process ended unexpectedly");
+	if (client_sock < 0 && client_start(cfg, &st) < 0)
+		broken = 1;
+	if (!broken && send_request(e, body_fd, idx, n) < 0)
+		broken = 1;
+	while (!broken) {
+		struct frame f;
+
+		if (read_full(client_sock, &f, sizeof(f)) < 0) {
+			broken = 1;
+			break;
+		}
+		if (f.type == F_END)
+			break;
+		if (f.type == F_OUTCOME && f.value < n &&
+		    f.len == sizeof(out[0])) {
+			if (read_full(client_sock, &out[f.value],
+				      sizeof(out[0])) < 0) {
+				broken = 1;
+				break;
+			}
+			/* From a less trusted process: strings ended. */
+			out[f.value].dsn[sizeof(out[0].dsn) - 1] = '\0';
+			out[f.value].reply[sizeof(out[0].reply) - 1] = '\0';
+			out[f.value].relay[sizeof(out[0].relay) - 1] = '\0';
+			out[f.value].local_user[sizeof(out[0].local_user) -
+						1] = '\0';
+			if (out[f.value].state != QUEUE_SENT &&
+			    out[f.value].state != QUEUE_BOUNCED)
+				out[f.value].state = QUEUE_QUEUED;
+			if (!answered[f.value]) {
+				answered[f.value] = 1;
+				members[m++] = f.value;
+			}
+		} else if (f.type == F_TEXT && f.len <= 1 << 20) {
+			size_t old = transcript->len;
+
+			buf_reserve(transcript, f.len);
+			if (read_full(client_sock, transcript->data + old,
+				      f.len) < 0) {
+				broken = 1;
+				break;
+			}
+			transcript->len = old + f.len;
+			transcript->data[transcript->len] = '\0';
+		} else if (f.type == F_GROUP) {
+			if (done != NULL && m > 0)
+				done(arg, members, m, f.value);
+			m = 0;
+		} else {
+			broken = 1;
+		}
+	}
+	if (broken) {
+		/* What the process did not answer is deferred. */
+		m = 0;
+		for (i = 0; i < n; i++)
+			if (!answered[i]) {
+				set_outcome(&out[i], QUEUE_QUEUED, st.dsn,
+					    st.text, NULL);
+				members[m++] = i;
+			}
+		if (done != NULL && m > 0)
+			done(arg, members, m, 0);
+		if (client_pid > 0)
+			kill(client_pid, SIGTERM);
+		client_stop();
+	}
+	free(members);
+	free(answered);
+}
+
+void
+remote_deliver(struct config *cfg, const struct queue_entry *e, int body_fd,
+	       const size_t *idx, size_t n, struct remote_outcome *out,
+	       struct buf *transcript, remote_done_fn done, void *arg)
+{
+	if (geteuid() == 0)
+		deliver_there(cfg, e, body_fd, idx, n, out, transcript, done,
+			      arg);
+	else
+		deliver_here(cfg, e, body_fd, idx, n, out, transcript, done,
+			     arg);
 }

@@ -529,43 +529,60 @@ set_aside(const struct runner *r, const char *id, const struct status *why)
 	buf_free(&to);
 }
 
-/* The remote recipients idx[0..n): through the SMTP client (or, for a
- * mailertable local:user, through deliver), each outcome logged and
- * recorded in the qf at once. */
-static int
-remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
-	     const size_t *idx, size_t n, int *msg_fd, const char **last_reply,
-	     const struct buf *journal)
-{
-	struct config *cfg = r->cfg;
-	struct remote_outcome *out = xcalloc(n, sizeof(*out));
-	struct buf transcript;
-	struct status st;
-	time_t start = time(NULL), end;
-	char delay[32], xdelay[32];
-	size_t k;
-	int stats_fd, rc = 0;
+struct remote_ctx {
+	const struct runner *r;
+	struct queue_entry *e;
+	int lock_fd;
+	int *msg_fd;
+	const char **last_reply;
+	const struct buf *journal;
+	const size_t *idx;
+	struct remote_outcome *out;
+	time_t start;
+	int stats_fd;
+	int rc;
+};
 
-	buf_init(&transcript);
-	remote_deliver(cfg, e, lock_fd, idx, n, out, &transcript);
-	end = time(NULL);
+/* One destination's outcomes: logged, counted and recorded in the qf at
+ * once (unless nothing is left to do: the removal records that). */
+static void
+remote_done(void *arg, const size_t *members, size_t m, unsigned connections)
+{
+	struct remote_ctx *c = arg;
+	struct queue_entry *e = c->e;
+	struct config *cfg = c->r->cfg;
+	struct status st;
+	char delay[32], xdelay[32];
+	time_t end = time(NULL);
+	size_t j;
+
 	maillog_delay(delay, sizeof(delay), (long)(end - e->created));
-	maillog_delay(xdelay, sizeof(xdelay), (long)(end - start));
-	stats_fd = stats_open(cfg->statistics, 0);
-	for (k = 0; k < n; k++) {
-		struct queue_recipient *q = &e->recipients[idx[k]];
-		struct remote_outcome *o = &out[k];
+	maillog_delay(xdelay, sizeof(xdelay), (long)(end - c->start));
+	if (connections > 0 && c->stats_fd >= 0) {
+		struct stats delta;
+
+		memset(&delta, 0, sizeof(delta));
+		delta.conn_to = connections;
+		stats_add(c->stats_fd, &delta);
+	}
+	for (j = 0; j < m; j++) {
+		size_t k = members[j];
+		struct queue_recipient *q = &e->recipients[c->idx[k]];
+		struct remote_outcome *o = &c->out[k];
 		char what[700];
 
 		if (o->local_user[0] != '\0') {
 			/* mailertable local:user */
-			if (*msg_fd < 0)
-				*msg_fd = message_file(r, e, lock_fd, &st);
-			if (*msg_fd < 0)
+			if (*c->msg_fd < 0)
+				*c->msg_fd = message_file(c->r, e, c->lock_fd,
+							  &st);
+			if (*c->msg_fd < 0)
 				queue_recipient_set(q, QUEUE_QUEUED, st.dsn,
 						    st.text);
-			else if (run_deliver(r, e, o->local_user, *msg_fd,
-					     journal_has(journal, o->local_user),
+			else if (run_deliver(c->r, e, o->local_user,
+					     *c->msg_fd,
+					     journal_has(c->journal,
+							 o->local_user),
 					     &st) == 0)
 				queue_recipient_set(q, QUEUE_SENT, "2.0.0",
 						    NULL);
@@ -576,20 +593,20 @@ remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
 						   : QUEUE_BOUNCED,
 					st.dsn, st.text);
 			if (q->state == QUEUE_QUEUED)
-				*last_reply = q->reply;
+				*c->last_reply = q->reply;
 			continue;
 		}
 		queue_recipient_set(q, o->state, o->dsn,
 				    o->state == QUEUE_SENT ? NULL : o->reply);
 		if (o->state == QUEUE_SENT) {
 			snprintf(what, sizeof(what), "Sent (%s)", o->reply);
-			if (stats_fd >= 0)
-				stats_count_to(stats_fd, STATS_ESMTP,
+			if (c->stats_fd >= 0)
+				stats_count_to(c->stats_fd, STATS_ESMTP,
 					       (long long)(e->headers.len + 1 +
 							   e->body_size));
 		} else if (o->state == QUEUE_QUEUED) {
 			snprintf(what, sizeof(what), "Deferred: %s", o->reply);
-			*last_reply = q->reply;
+			*c->last_reply = q->reply;
 		} else {
 			snprintf(what, sizeof(what), "%s", o->reply);
 		}
@@ -599,27 +616,54 @@ remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
 			(unsigned long long)(30000 + e->body_size +
 					     e->tries * 90000ULL),
 			o->relay[0] ? o->relay : "none", o->dsn, what);
-		say(r, q->address, what);
+		say(c->r, q->address, what);
 	}
-	if (stats_fd >= 0)
-		close(stats_fd);
-	if (transcript.len > 0)
-		queue_append_transcript(cfg->queue_dir, e->id, transcript.data,
-					&st);
-	buf_free(&transcript);
-	free(out);
-	/* Recorded at once, unless everything is done: the removal records
-	 * that. */
 	if (count_state(e, QUEUE_QUEUED) + count_state(e, QUEUE_BOUNCED) > 0) {
 		if (queue_update(cfg->queue_dir, e, &st) < 0) {
 			maillog("%s: cannot record deliveries: %s", e->id,
 				st.text);
-			rc = -1;
+			c->rc = -1;
 		} else {
 			journal_clear(cfg, e->id);
 		}
 	}
-	return rc;
+}
+
+/* The remote recipients idx[0..n): through the SMTP client (or, for a
+ * mailertable local:user, through deliver), each destination's outcomes
+ * recorded in the qf before the next destination is tried. */
+static int
+remote_phase(const struct runner *r, struct queue_entry *e, int lock_fd,
+	     const size_t *idx, size_t n, int *msg_fd, const char **last_reply,
+	     const struct buf *journal)
+{
+	struct config *cfg = r->cfg;
+	struct remote_ctx c;
+	struct buf transcript;
+	struct status st;
+
+	memset(&c, 0, sizeof(c));
+	c.r = r;
+	c.e = e;
+	c.lock_fd = lock_fd;
+	c.msg_fd = msg_fd;
+	c.last_reply = last_reply;
+	c.journal = journal;
+	c.idx = idx;
+	c.out = xcalloc(n, sizeof(*c.out));
+	c.start = time(NULL);
+	c.stats_fd = stats_open(cfg->statistics, 0);
+	buf_init(&transcript);
+	remote_deliver(cfg, e, lock_fd, idx, n, c.out, &transcript,
+		       remote_done, &c);
+	if (c.stats_fd >= 0)
+		close(c.stats_fd);
+	if (transcript.len > 0)
+		queue_append_transcript(cfg->queue_dir, e->id, transcript.data,
+					&st);
+	buf_free(&transcript);
+	free(c.out);
+	return c.rc;
 }
 
 int

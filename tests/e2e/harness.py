@@ -105,6 +105,9 @@ class MailRoot:
         lines = [f"{name}:x:{uid}:{uid}:{name.title()} Example:"
                  f"{self.home(name)}:/bin/sh\n" for name, uid in USERS.items()]
         lines.append("root:x:0:0:root:/root:/bin/sh\n")
+        # The unprivileged user of smtpd's sessions and of the queue
+        # runner's SMTP client (smtpd_user's default).
+        lines.append("mail:x:8:8:mail:/var/mail:/usr/sbin/nologin\n")
         lines.extend(self.extra_passwd)
         self.passwd.write_text("".join(lines))
         groups = ["root:x:0:\n", f"mail:x:{MAIL_GID}:\n"]
