@@ -208,7 +208,7 @@ $(O)/fuzz/replay_queue: $(O)/tests/fuzz/fuzz_queue.o \
 
 $(O)/fuzz/replay_session: $(O)/tests/fuzz/fuzz_session.o \
 		$(O)/tests/fuzz/replay.o $(O)/smtpd/session.o \
-		$(O)/smtpd/queue.o $(O)/libmail.a
+		$(O)/smtpd/submit.o $(O)/smtpd/queue.o $(O)/libmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
@@ -225,12 +225,12 @@ $(O)/fuzz/libfuzzer/fuzz_rcparse: tests/fuzz/fuzz_rcparse.c rules/rcparse.c \
 		$(PCRE2_LIBS)
 
 $(O)/fuzz/libfuzzer/fuzz_queue: tests/fuzz/fuzz_queue.c smtpd/queue.c \
-		lib/qid.c lib/status.c lib/buf.c $(FUZZ_HEADERS)
+		lib/qid.c lib/status.c lib/buf.c lib/io.c $(FUZZ_HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 $(O)/fuzz/libfuzzer/fuzz_session: tests/fuzz/fuzz_session.c smtpd/session.c \
-		smtpd/queue.c lib/address.c lib/maillog.c lib/qid.c \
+		smtpd/submit.c smtpd/queue.c lib/io.c lib/address.c lib/maillog.c lib/qid.c \
 		lib/status.c lib/buf.c $(FUZZ_HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)

@@ -3,6 +3,8 @@
  */
 #include "message.h"
 
+#include "io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -12,23 +14,6 @@
 #include <unistd.h>
 
 #define CHUNK 65536
-
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static int
 open_spool(const char *tmp_dir, struct status *st)
@@ -172,7 +157,7 @@ read_stream(struct message *m, int in_fd, const char *tmp_dir,
 	m->fd = open_spool(tmp_dir, st);
 	if (m->fd < 0)
 		return -1;
-	if (write_all(m->fd, m->head.data, m->head.len) < 0)
+	if (io_write_all(m->fd, m->head.data, m->head.len) < 0)
 		goto write_error;
 	m->size = (off_t)m->head.len;
 	chunk = xmalloc(CHUNK);
@@ -186,7 +171,7 @@ read_stream(struct message *m, int in_fd, const char *tmp_dir,
 		}
 		if (n == 0)
 			break;
-		if (write_all(m->fd, chunk, (size_t)n) < 0)
+		if (io_write_all(m->fd, chunk, (size_t)n) < 0)
 			goto write_error;
 		m->size += n;
 	}

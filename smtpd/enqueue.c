@@ -62,33 +62,6 @@ enqueue_qualify(const char *addr, size_t len, const char *hostname,
 		buf_printf(out, "@%s", hostname);
 }
 
-const char *
-enqueue_header_value(const char *headers, size_t hlen, const char *name,
-		     size_t *len)
-{
-	size_t nlen = strlen(name);
-	const char *p = headers, *end = headers + hlen;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *eol = nl ? nl : end;
-
-		if ((size_t)(eol - p) > nlen && p[nlen] == ':' &&
-		    strncasecmp(p, name, nlen) == 0) {
-			const char *v = p + nlen + 1;
-
-			while (v < eol && (*v == ' ' || *v == '\t'))
-				v++;
-			*len = (size_t)(eol - v);
-			if (*len > 0 && v[*len - 1] == '\r')
-				(*len)--;
-			return v;
-		}
-		p = nl ? nl + 1 : end;
-	}
-	return NULL;
-}
-
 /* 1 when the line l (n bytes) can start a header section: a "Name:"
  * field or a From_ line. */
 static int
@@ -233,22 +206,6 @@ copy_body(FILE *in, struct queue_draft *draft, int ignore_dots, int bol,
 	return 0;
 }
 
-static unsigned
-count_received(const char *h, size_t len)
-{
-	const char *p = h, *end = h + len;
-	unsigned n = 0;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-
-		if ((size_t)(end - p) > 9 && strncasecmp(p, "Received:", 9) == 0)
-			n++;
-		p = nl ? nl + 1 : end;
-	}
-	return n;
-}
-
 /* The maillog's from= line and the mailstats count of the local mailer. */
 static void
 log_submission(const struct enqueue_request *req, const struct queue_entry *e)
@@ -315,7 +272,7 @@ enqueue_message(const struct enqueue_request *req, FILE *in,
 			   (unsigned long long)cfg->max_message_size);
 		goto out;
 	}
-	if (count_received(raw.data, raw.len) >= cfg->max_hops) {
+	if (submit_count_received(raw.data, raw.len) >= cfg->max_hops) {
 		status_set(st, EX_DATAERR, "5.4.6",
 			   "too many hops (%u Received: fields): mail loop?",
 			   cfg->max_hops);
@@ -343,7 +300,7 @@ enqueue_message(const struct enqueue_request *req, FILE *in,
 		submit_addresses(req->recipients[i],
 				 strlen(req->recipients[i]), add_recipient, &r);
 	/* The I record (queue.5), for the log. */
-	msgid = enqueue_header_value(e.headers.data, e.headers.len,
+	msgid = submit_header_value(e.headers.data, e.headers.len,
 				     "Message-ID", &idlen);
 	if (msgid != NULL && idlen > 0)
 		e.message_id = xstrndup(msgid, idlen);

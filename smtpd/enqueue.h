@@ -33,11 +33,6 @@ struct enqueue_request {
 int enqueue_message(const struct enqueue_request *req, FILE *in,
 		    char id[QID_SIZE], size_t *nrcpts, struct status *st);
 
-/* The value of the first field name in a header section (without the
- * leading blanks, unfolded no further), or NULL; *len is its length. */
-const char *enqueue_header_value(const char *headers, size_t hlen,
-				 const char *name, size_t *len);
-
 /* Qualifies a bare local name with the host name: "alice" becomes
  * "alice@HOST"; anything with an '@' is kept. */
 void enqueue_qualify(const char *addr, size_t len, const char *hostname,

@@ -4,6 +4,8 @@
  */
 #include "queue.h"
 
+#include "io.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -553,23 +555,6 @@ open_dir(const char *queue_dir, struct status *st)
 	return fd;
 }
 
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes e to tfID, syncs it, renames it over qfID and syncs the
  * directory. *renamed says whether qfID now holds e (even when the last
  * sync failed). */
@@ -597,7 +582,7 @@ write_qf(int dirfd, const char *queue_dir, const struct queue_entry *e,
 		status_errno(st, errno, "%s/%s: cannot create", queue_dir, tf);
 		goto out;
 	}
-	if (write_all(fd, text.data, text.len) < 0) {
+	if (io_write_all(fd, text.data, text.len) < 0) {
 		status_errno(st, errno, "%s/%s: cannot write", queue_dir, tf);
 		close(fd);
 		goto unlink_tf;
@@ -694,7 +679,7 @@ fail:
 static int
 draft_flush(struct queue_draft *d, struct status *st)
 {
-	if (d->fill > 0 && write_all(d->fd, d->buffer, d->fill) < 0) {
+	if (d->fill > 0 && io_write_all(d->fd, d->buffer, d->fill) < 0) {
 		d->failed = 1;
 		return status_errno(st, errno, "%s/df%s: cannot write",
 				    d->queue_dir, d->id);
@@ -713,7 +698,7 @@ queue_write(struct queue_draft *d, const void *data, size_t len,
 	if (d->fill + len > sizeof(d->buffer) && draft_flush(d, st) < 0)
 		return -1;
 	if (len >= sizeof(d->buffer)) {
-		if (write_all(d->fd, data, len) < 0) {
+		if (io_write_all(d->fd, data, len) < 0) {
 			d->failed = 1;
 			return status_errno(st, errno, "%s/df%s: cannot write",
 					    d->queue_dir, d->id);
@@ -1243,7 +1228,7 @@ queue_append_transcript(const char *queue_dir, const char *id,
 	if (line.len == 0 || line.data[line.len - 1] != '\n')
 		buf_putc(&line, '\n');
 	/* One write: appends of concurrent writers do not interleave. */
-	if (write_all(fd, line.data, line.len) < 0)
+	if (io_write_all(fd, line.data, line.len) < 0)
 		rc = status_errno(st, errno, "%s/%s: cannot write", queue_dir,
 				  xf);
 	if (close(fd) < 0 && rc == 0)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "io.h"
 #include "maps.h"
 #include "privs.h"
 #include "route.h"
@@ -325,50 +326,14 @@ static pid_t client_pid = -1;
 static int client_sock = -1;
 
 static int
-write_full(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-read_full(int fd, void *p, size_t n)
-{
-	char *c = p;
-
-	while (n > 0) {
-		ssize_t r = read(fd, c, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		c += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int
 send_frame(int fd, uint32_t type, uint32_t value, const void *data,
 	   size_t len)
 {
 	struct frame f = { type, value, (uint32_t)len };
 
-	if (write_full(fd, &f, sizeof(f)) < 0)
+	if (io_write_all(fd, &f, sizeof(f)) < 0)
 		return -1;
-	return len > 0 ? write_full(fd, data, len) : 0;
+	return len > 0 ? io_write_all(fd, data, len) : 0;
 }
 
 struct child_ctx {
@@ -423,7 +388,7 @@ receive_request(int sock, struct request *rq, int *fd)
 	if (*fd < 0)
 		return -1;
 	if ((size_t)r < sizeof(*rq) &&
-	    read_full(sock, (char *)rq + r, sizeof(*rq) - (size_t)r) < 0) {
+	    io_read_all(sock, (char *)rq + r, sizeof(*rq) - (size_t)r) < 0) {
 		close(*fd);
 		return -1;
 	}
@@ -451,8 +416,8 @@ child_serve(struct config *cfg, int sock)
 		wire = xcalloc(rq.n ? rq.n : 1, sizeof(*wire));
 		idx = xcalloc(rq.n ? rq.n : 1, sizeof(*idx));
 		out = xcalloc(rq.n ? rq.n : 1, sizeof(*out));
-		if (read_full(sock, text.data, rq.text_len) < 0 ||
-		    read_full(sock, wire, rq.n * sizeof(*wire)) < 0)
+		if (io_read_all(sock, text.data, rq.text_len) < 0 ||
+		    io_read_all(sock, wire, rq.n * sizeof(*wire)) < 0)
 			break;
 		text.len = rq.text_len;
 		text.data[text.len] = '\0';
@@ -571,8 +536,8 @@ send_request(const struct queue_entry *e, int body_fd, const size_t *idx,
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &body_fd, sizeof(int));
 	if (sendmsg(client_sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(rq) &&
-	    write_full(client_sock, text.data, text.len) == 0 &&
-	    write_full(client_sock, wire, n * sizeof(*wire)) == 0)
+	    io_write_all(client_sock, text.data, text.len) == 0 &&
+	    io_write_all(client_sock, wire, n * sizeof(*wire)) == 0)
 		rc = 0;
 	buf_free(&text);
 	free(wire);
@@ -601,7 +566,7 @@ deliver_there(struct config *cfg, const struct queue_entry *e, int body_fd,
 	while (!broken) {
 		struct frame f;
 
-		if (read_full(client_sock, &f, sizeof(f)) < 0) {
+		if (io_read_all(client_sock, &f, sizeof(f)) < 0) {
 			broken = 1;
 			break;
 		}
@@ -609,7 +574,7 @@ deliver_there(struct config *cfg, const struct queue_entry *e, int body_fd,
 			break;
 		if (f.type == F_OUTCOME && f.value < n &&
 		    f.len == sizeof(out[0])) {
-			if (read_full(client_sock, &out[f.value],
+			if (io_read_all(client_sock, &out[f.value],
 				      sizeof(out[0])) < 0) {
 				broken = 1;
 				break;
@@ -631,7 +596,7 @@ deliver_there(struct config *cfg, const struct queue_entry *e, int body_fd,
 			size_t old = transcript->len;
 
 			buf_reserve(transcript, f.len);
-			if (read_full(client_sock, transcript->data + old,
+			if (io_read_all(client_sock, transcript->data + old,
 				      f.len) < 0) {
 				broken = 1;
 				break;

@@ -3,6 +3,8 @@
  */
 #include "runner.h"
 
+#include "io.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,23 +60,6 @@ is_local(struct config *cfg, struct map **virt, const char *addr)
 
 /* --- the message as deliver reads it ----------------------------------- */
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* An unnamed file with the header section, the empty line and the body. */
 static int
 message_file(const struct runner *r, const struct queue_entry *e, int df,
@@ -91,11 +76,11 @@ message_file(const struct runner *r, const struct queue_entry *e, int df,
 			  0600);
 	if (fd < 0)
 		return status_errno(st, errno, "temporary message file");
-	if (write_all(fd, e->headers.data, e->headers.len) < 0 ||
-	    write_all(fd, "\n", 1) < 0)
+	if (io_write_all(fd, e->headers.data, e->headers.len) < 0 ||
+	    io_write_all(fd, "\n", 1) < 0)
 		goto fail;
 	while ((n = pread(df, chunk, sizeof(chunk), off)) > 0) {
-		if (write_all(fd, chunk, (size_t)n) < 0)
+		if (io_write_all(fd, chunk, (size_t)n) < 0)
 			goto fail;
 		off += n;
 	}
@@ -173,7 +158,7 @@ journal_add(const struct config *cfg, const char *id, const char *rcpt)
 	buf_printf(&line, "%s\n", rcpt);
 	fd = open(path.data, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
 				     O_CLOEXEC, 0640);
-	if (fd < 0 || write_all(fd, line.data, line.len) < 0)
+	if (fd < 0 || io_write_all(fd, line.data, line.len) < 0)
 		maillog("%s: cannot write %s: %s", id, path.data,
 			strerror(errno));
 	if (fd >= 0)

@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "config.h"
 #include "enqueue.h"
+#include "io.h"
 #include "mailq.h"
 #include "maillog.h"
 #include "privs.h"
@@ -400,19 +401,12 @@ run_queue(struct config *cfg, const struct options *o)
 		return runner_run(&r) == 0 ? EX_OK : EX_TEMPFAIL;
 	}
 	if (o->mode != 'D') {
-		pid_t pid;
+		int detached = io_detach();
 
-		fflush(NULL);
-		pid = fork();
-		if (pid < 0)
+		if (detached < 0)
 			die(EX_OSERR, "fork: %s", strerror(errno));
-		if (pid > 0)
+		if (detached > 0)
 			return EX_OK;
-		setsid();
-		if (freopen("/dev/null", "r", stdin) == NULL ||
-		    freopen("/dev/null", "w", stdout) == NULL ||
-		    freopen("/dev/null", "w", stderr) == NULL)
-			_exit(EX_OSERR);
 	}
 	return runner_daemon(&r, o->interval) == 0 ? EX_OK : EX_TEMPFAIL;
 }

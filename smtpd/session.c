@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "address.h"
+#include "submit.h"
 #include "maillog.h"
 
 /* RFC 5321 4.5.3.1.4: 512 octets for a command line; extensions may add a
@@ -640,22 +641,6 @@ text_byte(struct session *s, char c)
 		emit(s, c);		/* a bare LF is a line break too */
 }
 
-static unsigned
-count_received(const char *h, size_t len)
-{
-	const char *p = h, *end = h + len;
-	unsigned n = 0;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-
-		if ((size_t)(end - p) > 9 && strncasecmp(p, "Received:", 9) == 0)
-			n++;
-		p = nl ? nl + 1 : end;
-	}
-	return n;
-}
-
 static void
 log_accepted(struct session *s, const char *msgid, size_t idlen)
 {
@@ -666,30 +651,6 @@ log_accepted(struct session *s, const char *msgid, size_t idlen)
 		msgid ? ", msgid=" : "", msgid ? (int)idlen : 0,
 		msgid ? msgid : "", s->esmtp ? "ESMTP" : "SMTP",
 		client_name(s), s->p.client_ip);
-}
-
-static const char *
-header_value(const char *h, size_t hlen, const char *name, size_t *len)
-{
-	size_t nlen = strlen(name);
-	const char *p = h, *end = h + hlen;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *eol = nl ? nl : end;
-
-		if ((size_t)(eol - p) > nlen && p[nlen] == ':' &&
-		    strncasecmp(p, name, nlen) == 0) {
-			const char *v = p + nlen + 1;
-
-			while (v < eol && (*v == ' ' || *v == '\t'))
-				v++;
-			*len = (size_t)(eol - v);
-			return v;
-		}
-		p = nl ? nl + 1 : end;
-	}
-	return NULL;
 }
 
 static void
@@ -737,7 +698,7 @@ data_end(struct session *s)
 		      s->p.max_line_length);
 		goto reset;
 	}
-	if (count_received(s->header.data, s->header.len) >= s->p.max_hops) {
+	if (submit_count_received(s->header.data, s->header.len) >= s->p.max_hops) {
 		reply(s, "554 5.4.6 Too many hops: mail loop?");
 		maillog("%s: message from %s [%s] refused: too many hops",
 			s->e.id, client_name(s), s->p.client_ip);
@@ -755,7 +716,7 @@ data_end(struct session *s)
 			   s->e.recipients[0].address);
 	buf_printf(&s->e.headers, ";\n\t%s\n", date);
 	buf_append(&s->e.headers, s->header.data, s->header.len);
-	msgid = header_value(s->header.data, s->header.len, "Message-ID",
+	msgid = submit_header_value(s->header.data, s->header.len, "Message-ID",
 			     &idlen);
 	if (s->p.discard) {
 		reply(s, "250 2.0.0 %s Message accepted for delivery", s->e.id);

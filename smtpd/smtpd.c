@@ -36,6 +36,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "io.h"
 #include "maillog.h"
 #include "policy.h"
 #include "privs.h"
@@ -809,19 +810,14 @@ main(int argc, char **argv)
 		return st.exit_code == EX_CONFIG ? EX_CONFIG : EX_OSERR;
 	}
 	if (!foreground) {
-		pid_t pid = fork();
+		int detached = io_detach();
 
-		if (pid < 0) {
+		if (detached < 0) {
 			fprintf(stderr, "smtpd: fork: %s\n", strerror(errno));
 			return EX_OSERR;
 		}
-		if (pid > 0)
+		if (detached > 0)
 			return EX_OK;
-		setsid();
-		if (freopen("/dev/null", "r", stdin) == NULL ||
-		    freopen("/dev/null", "w", stdout) == NULL ||
-		    freopen("/dev/null", "w", stderr) == NULL)
-			return EX_OSERR;
 	}
 	return serve(fds, nfds, interval);
 }

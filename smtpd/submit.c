@@ -277,3 +277,46 @@ submit_header(const struct submit_header *opts, const char *in, size_t len,
 	}
 	return bad;
 }
+
+const char *
+submit_header_value(const char *headers, size_t hlen, const char *name,
+		     size_t *len)
+{
+	size_t nlen = strlen(name);
+	const char *p = headers, *end = headers + hlen;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = nl ? nl : end;
+
+		if ((size_t)(eol - p) > nlen && p[nlen] == ':' &&
+		    strncasecmp(p, name, nlen) == 0) {
+			const char *v = p + nlen + 1;
+
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			*len = (size_t)(eol - v);
+			if (*len > 0 && v[*len - 1] == '\r')
+				(*len)--;
+			return v;
+		}
+		p = nl ? nl + 1 : end;
+	}
+	return NULL;
+}
+
+unsigned
+submit_count_received(const char *h, size_t len)
+{
+	const char *p = h, *end = h + len;
+	unsigned n = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		if ((size_t)(end - p) > 9 && strncasecmp(p, "Received:", 9) == 0)
+			n++;
+		p = nl ? nl + 1 : end;
+	}
+	return n;
+}

@@ -40,4 +40,12 @@ int submit_header(const struct submit_header *opts, const char *in,
 		  void (*fn)(const char *addr, size_t len, void *arg),
 		  void *arg);
 
+/* The value of the first field name in a header section (without the
+ * leading blanks, unfolded no further), or NULL; *len is its length. */
+const char *submit_header_value(const char *headers, size_t hlen,
+				 const char *name, size_t *len);
+
+/* The number of Received: fields in a header section (the hop count). */
+unsigned submit_count_received(const char *headers, size_t hlen);
+
 #endif

@@ -14,6 +14,7 @@
 #include <sysexits.h>
 
 #include "enqueue.h"
+#include "submit.h"
 #include "queue.h"
 #include "runner.h"
 #include "suites.h"
@@ -151,14 +152,14 @@ body_is(const struct submission *how, const char *text, const char *body)
 	buf_free(&df);
 }
 
-/* --- enqueue_header_value ---------------------------------------------- */
+/* --- submit_header_value ---------------------------------------------- */
 
 static void
 value_is(const char *headers, size_t hlen, const char *name,
 	 const char *expected)
 {
 	size_t len = 99;
-	const char *v = enqueue_header_value(headers, hlen, name, &len);
+	const char *v = submit_header_value(headers, hlen, name, &len);
 
 	if (expected == NULL) {
 		CU_ASSERT_PTR_NULL(v);
@@ -170,7 +171,7 @@ value_is(const char *headers, size_t hlen, const char *name,
 }
 
 static void
-test_enqueue_header_value_finds_the_first_field(void)
+test_submit_header_value_finds_the_first_field(void)
 {
 	static const char h[] = "Subject: hi there\n"
 				"Message-ID:   <a@b.org>\r\n"
@@ -193,7 +194,7 @@ test_enqueue_header_value_finds_the_first_field(void)
 }
 
 static void
-test_enqueue_header_value_stays_within_the_length(void)
+test_submit_header_value_stays_within_the_length(void)
 {
 	static const char h[] = "To: abcdef\nCc: x@y\n";
 
@@ -562,8 +563,8 @@ test_enqueue_refuses_too_many_recipients(void)
 }
 
 static const struct unit_test tests[] = {
-	UNIT_TEST(test_enqueue_header_value_finds_the_first_field),
-	UNIT_TEST(test_enqueue_header_value_stays_within_the_length),
+	UNIT_TEST(test_submit_header_value_finds_the_first_field),
+	UNIT_TEST(test_submit_header_value_stays_within_the_length),
 	UNIT_TEST(test_enqueue_qualify_adds_the_host_to_bare_names),
 	UNIT_TEST(test_runner_backoff_doubles_from_min_to_max),
 	UNIT_TEST(test_enqueue_lone_dot_ends_the_input),
