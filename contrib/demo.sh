@@ -15,6 +15,7 @@ cat > "$ROOT/passwd" <<EOP
 alice:x:60001:60001:Alice Example:$ROOT/home/alice:/bin/sh
 bob:x:60002:60002:Bob Example:$ROOT/home/bob:/bin/sh
 root:x:0:0:root:/root:/bin/sh
+mail:x:8:8:mail:/var/mail:/usr/sbin/nologin
 EOP
 cat > "$ROOT/group" <<EOP
 mail:x:8:
@@ -36,6 +37,13 @@ aliases = aliases
 virtusertable = virtusertable
 system_rcfile = procmailrc
 deliver_path = $BIN/deliver
+smtpd_path = $BIN/smtpd
+# smtpd's sessions and the queue runner's SMTP client run as this user.
+smtpd_user = mail
+listen = 127.0.0.1:2525
+# Mail for other hosts goes to a sink on 127.0.0.1:2526 that stands for
+# the Internet (see the end).
+smarthost = [127.0.0.1]:2526
 EOP
 # As with sendmail, counting happens only when the statistics file exists.
 : > "$ROOT/statistics"
@@ -131,7 +139,7 @@ say "mailq"
 say "sendmail -q -v: one queue run"
 "$BIN/sendmail" -C "$CONF" -q -v
 
-say "mailq: the bounce for alice waits for the next run, the remote one for a route"
+say "mailq: the bounce for alice waits for the next run; the remote one is deferred (its smarthost is not up yet)"
 "$BIN/mailq" -C "$CONF"
 
 say "sendmail -q: the bounce is delivered"
@@ -167,4 +175,63 @@ cat "$ROOT/maillog"
 
 say "mailstats"
 "$BIN/mailstats" -C "$CONF"
+
+# --- smtpd and the SMTP client --------------------------------------------
+say "smtpd on 127.0.0.1:2525 with the queue runner daemon (-q 30m), and an SMTP sink on 127.0.0.1:2526 for remote mail"
+/usr/bin/python3 - "$ROOT/sink.txt" > /dev/null 2>&1 <<'EOP' &
+import sys, time
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        with open(sys.argv[1], "a") as f:
+            f.write(f"--- from {envelope.mail_from} to {envelope.rcpt_tos}\n")
+            f.write(envelope.content.decode("utf-8", "replace"))
+        return "250 2.0.0 taken by the sink"
+c = Controller(Sink(), hostname="127.0.0.1", port=2526)
+c.start()
+time.sleep(60)
+EOP
+SINK=$!
+"$BIN/smtpd" -C "$CONF" -F -q 30m &
+SMTPD=$!
+trap 'kill $SMTPD $SINK 2>/dev/null || true' EXIT
+sleep 1
+/usr/bin/python3 - <<'EOP'
+import smtplib
+with smtplib.SMTP("127.0.0.1", 2525) as s:
+    print(" ", s.ehlo("client.example"))
+    s.sendmail("dave@example.org", ["alice@demo.example"],
+               b"Subject: over SMTP\r\n\r\nHello alice, over SMTP.\r\n")
+    print("  sent to alice@demo.example over SMTP")
+    s.sendmail("alice@demo.example", ["zach@remote.example"],
+               b"Subject: out to the world\r\n\r\nRelayed from localhost.\r\n")
+    print("  sent to zach@remote.example over SMTP (localhost may relay)")
+    try:
+        s.sendmail("x@example.org", ["nobody@demo.example"], b"x")
+    except smtplib.SMTPRecipientsRefused as e:
+        print("  refused:", e.recipients)
+EOP
+printf 'Subject: sendmail, delivered at once\n\nNo -odq this time.\n' |
+	"$BIN/sendmail" -C "$CONF" bob
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	grep -q "out to the world" "$ROOT/sink.txt" 2>/dev/null && break
+	sleep 0.5
+done
+sleep 0.5
+kill $SMTPD $SINK 2>/dev/null || true
+wait $SMTPD 2>/dev/null || true
+say "what smtpd and the SMTP client did"
+/usr/bin/python3 - "$ROOT" <<'EOP'
+import mailbox, sys
+root = sys.argv[1]
+for key, msg in mailbox.mbox(root + "/spool/alice").items():
+    if msg["Subject"] == "over SMTP":
+        print(f"  alice mbox: Subject={msg['Subject']!r} Received={msg['Received'].split(';')[0]!r}")
+for key, msg in mailbox.Maildir(root + "/home/bob/Maildir", factory=None).items():
+    if msg["Subject"] == "sendmail, delivered at once":
+        print(f"  bob maildir: Subject={msg['Subject']!r}")
+EOP
+echo "  the sink (standing for the remote host) received:"
+sed 's/^/    /' "$ROOT/sink.txt" 2>/dev/null | grep -v '^    $' | head -20 || true
+grep -E 'smtpd\[|esmtp' "$ROOT/maillog" | tail -12
 printf '\nThe throwaway root stays for you to look at: %s\n' "$ROOT"
