@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -305,6 +306,31 @@ ensure_queue_dir(const struct config *cfg)
 			strerror(errno));
 }
 
+/* Takes one of max_deliveries slots (flock on queue_dir/.slotN, held
+ * until exit); 0 when all are taken. */
+static int
+delivery_slot(const struct config *cfg)
+{
+	unsigned k;
+
+	for (k = 0; k < cfg->max_deliveries; k++) {
+		struct buf path;
+		int fd;
+
+		buf_init(&path);
+		buf_printf(&path, "%s/.slot%u", cfg->queue_dir, k);
+		fd = open(path.data, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			  0600);
+		buf_free(&path);
+		if (fd < 0)
+			return 1;	/* cannot tell: deliver anyway */
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 1;	/* fd stays open: the slot is ours */
+		close(fd);
+	}
+	return 0;
+}
+
 static int
 submit(struct config *cfg, const struct options *o)
 {
@@ -377,6 +403,14 @@ submit(struct config *cfg, const struct options *o)
 			dup2(null, 2);
 			if (null > 2)
 				close(null);
+		}
+		/* At most max_deliveries of these at once: a burst of
+		 * submissions (cron at midnight) must not become a burst of
+		 * processes. Without a free slot the message waits for the
+		 * queue daemon, which is woken, or the next queue run. */
+		if (!delivery_slot(cfg)) {
+			runner_trigger(cfg);
+			_exit(0);
 		}
 		_exit(runner_message(&r, id) == 0 ? 0 : 1);
 	}

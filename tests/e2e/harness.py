@@ -462,12 +462,13 @@ class QueueRoot(MailRoot):
         return self.path / "queue"
 
     def queue_files(self):
-        """The names in the queue directory (the daemon's FIFO left
-        out)."""
+        """The names in the queue directory (the daemon's FIFO and the
+        background deliveries' slot files left out)."""
         qdir = self.queue_dir()
         if not qdir.exists():
             return []
-        return sorted(n for n in os.listdir(qdir) if n != ".trigger")
+        return sorted(n for n in os.listdir(qdir)
+                      if n != ".trigger" and not n.startswith(".slot"))
 
     def queued_ids(self):
         """The queue ids that have a qf."""

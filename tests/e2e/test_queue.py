@@ -1485,3 +1485,24 @@ def test_config_not_owned_by_root_makes_the_binary_drop_its_group(
     out = setgid.submit("alice", "bob", message=simple(), conf=conf)
     assert out.code == EX_OK, out
     assert len(qroot.queued_ids()) == 1
+
+
+def test_background_deliveries_are_limited_to_max_deliveries(qroot):
+    """A burst of submissions does not become a burst of delivery
+    processes: with every slot taken, the message stays queued for the
+    queue daemon or the next run."""
+    import fcntl
+    qroot.configure("max_deliveries = 1")
+    slot = open(qroot.queue_dir() / ".slot0", "w")
+    fcntl.flock(slot, fcntl.LOCK_EX)
+    try:
+        out = qroot.sendmail("alice", message=simple("held"))
+        assert out.code == EX_OK, out
+        time.sleep(1)
+        assert mbox_messages(qroot, "alice") == []
+        assert len(qroot.queued_ids()) == 1
+    finally:
+        slot.close()
+    assert qroot.run_program("sendmail", "-q").code == EX_OK
+    assert len(mbox_messages(qroot, "alice")) == 1
+    assert_queue_empty(qroot)
