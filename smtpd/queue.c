@@ -560,7 +560,7 @@ open_dir(const char *queue_dir, struct status *st)
  * sync failed). */
 static int
 write_qf(int dirfd, const char *queue_dir, const struct queue_entry *e,
-	 int *renamed, struct status *st)
+	 int body_fd, int *renamed, struct status *st)
 {
 	char tf[NAME_SIZE], qf[NAME_SIZE];
 	struct buf text;
@@ -587,6 +587,14 @@ write_qf(int dirfd, const char *queue_dir, const struct queue_entry *e,
 		close(fd);
 		goto unlink_tf;
 	}
+	/* A new message's df is synced here, after the tf is written:
+	 * the file system then commits both new files at once, and each
+	 * file's data is on disk before the rename below. */
+	if (body_fd >= 0 && fsync(body_fd) < 0) {
+		status_errno(st, errno, "%s/df%s: fsync", queue_dir, e->id);
+		close(fd);
+		goto unlink_tf;
+	}
 	/* The data before the name: a qf that is there is whole. */
 	if (fsync(fd) < 0) {
 		status_errno(st, errno, "%s/%s: fsync", queue_dir, tf);
@@ -603,7 +611,8 @@ write_qf(int dirfd, const char *queue_dir, const struct queue_entry *e,
 		goto unlink_tf;
 	}
 	*renamed = 1;
-	/* The rename is not durable until the directory is synced. */
+	/* The rename is not durable until the directory is synced; this
+	 * sync makes the df's name durable too (same directory). */
 	if (fsync(dirfd) < 0) {
 		status_errno(st, errno, "%s: fsync", queue_dir);
 		goto out;
@@ -751,19 +760,13 @@ queue_commit(struct queue_draft *d, struct queue_entry *e, struct status *st)
 	}
 	if (draft_flush(d, st) < 0)
 		goto fail;
-	if (fsync(d->fd) < 0) {
-		status_errno(st, errno, "%s/df%s: fsync", d->queue_dir, d->id);
-		goto fail;
-	}
-	/* The df's name on disk before the qf's: whoever finds a qf after
-	 * a crash finds its body too. */
-	if (fsync(d->dirfd) < 0) {
-		status_errno(st, errno, "%s: fsync", d->queue_dir);
-		goto fail;
-	}
 	memcpy(e->id, d->id, QID_SIZE);
 	e->body_size = d->size;
-	if (write_qf(d->dirfd, d->queue_dir, e, &renamed, st) < 0)
+	/* df data, qf data, then the names with one directory sync: the
+	 * df was created before the qf's rename, and a journaling file
+	 * system commits the two in that order, so a qf found after a crash
+	 * has its body (a qf without df is removed by the cleanup). */
+	if (write_qf(d->dirfd, d->queue_dir, e, d->fd, &renamed, st) < 0)
 		goto fail;
 	draft_free(d);
 	return 0;
@@ -894,7 +897,7 @@ queue_update(const char *queue_dir, const struct queue_entry *e,
 		close(dirfd);
 		return rc;
 	}
-	rc = write_qf(dirfd, queue_dir, e, &renamed, st);
+	rc = write_qf(dirfd, queue_dir, e, -1, &renamed, st);
 	close(dirfd);
 	return rc;
 }
@@ -1137,7 +1140,7 @@ queue_cleanup_orphans(const char *queue_dir, time_t now, struct status *st)
 	char name[NAME_SIZE];
 	struct stat sb;
 	int dirfd, fd, removed = 0;
-	const char *kinds = "dtxj";
+	const char *kinds = "dtxjq";
 
 	if ((dirfd = open_dir(queue_dir, st)) < 0)
 		return -1;
@@ -1148,6 +1151,19 @@ queue_cleanup_orphans(const char *queue_dir, time_t now, struct status *st)
 			return -1;
 		}
 		for (i = 0; i < count; i++) {
+			if (*kinds == 'q') {
+				/* A qf without its body: a crash before the
+				 * commit's directory sync, never acknowledged;
+				 * nothing of it can be delivered. */
+				file_name(name, 'q', ids[i]);
+				if (exists_kind(dirfd, 'd', ids[i]) == 0 &&
+				    fstatat(dirfd, name, &sb,
+					    AT_SYMLINK_NOFOLLOW) == 0 &&
+				    sb.st_mtime <= now - QUEUE_ORPHAN_AGE)
+					removed += remove_kinds(dirfd, ids[i],
+								"qxjt");
+				continue;
+			}
 			if (*kinds == 'j') {
 				/* A jf speaks of a qf's recipients: without
 				 * the qf it means nothing (and only a runner

@@ -297,24 +297,39 @@ verified_name(const struct sockaddr *sa, socklen_t len, const char *ip)
 	return found;
 }
 
+/* smtpd_user and submit_group as numbers, looked up by the master at
+ * start and on SIGHUP, not by every session. */
+static uid_t session_uid;
+static gid_t session_gid;
+static int session_ids;
+
+static void
+resolve_session_ids(void)
+{
+	struct passwd *pw = getpwnam(cfg.smtpd_user);
+	struct group *gr = getgrnam(cfg.submit_group);
+
+	session_ids = pw != NULL && pw->pw_uid != 0;
+	if (!session_ids) {
+		maillog("smtpd_user %s: no such unprivileged user",
+			cfg.smtpd_user);
+		return;
+	}
+	session_uid = pw->pw_uid;
+	session_gid = gr ? gr->gr_gid : pw->pw_gid;
+}
+
 /* The session as smtpd_user, group submit_group. */
 static int
 become_session_user(struct status *st)
 {
-	struct passwd *pw;
-	struct group *gr;
-	gid_t gid;
-
 	if (geteuid() != 0)
 		return 0;
-	pw = getpwnam(cfg.smtpd_user);
-	if (pw == NULL || pw->pw_uid == 0)
+	if (!session_ids)
 		return status_set(st, EX_CONFIG, "4.3.5",
 				  "smtpd_user %s: no such unprivileged user",
 				  cfg.smtpd_user);
-	gr = getgrnam(cfg.submit_group);
-	gid = gr ? gr->gr_gid : pw->pw_gid;
-	return privs_become(pw->pw_uid, gid, (gid_t)-1, st);
+	return privs_become(session_uid, session_gid, (gid_t)-1, st);
 }
 
 static void
@@ -599,6 +614,7 @@ reload(void)
 	if (stats_fd >= 0)
 		close(stats_fd);
 	stats_fd = stats_open(cfg.statistics, 0);
+	resolve_session_ids();
 	maillog("configuration reloaded");
 }
 
@@ -789,6 +805,7 @@ main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	stats_fd = stats_open(cfg.statistics, 0);
+	resolve_session_ids();
 
 	if (inetd) {
 		struct sockaddr_storage ss;
