@@ -43,6 +43,8 @@ REUSE=${REUSE:-yes no}
 ROUNDS=${ROUNDS:-1}
 MAX_DELIVERIES=${MAX_DELIVERIES:-4}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/postfix-common.sh
+. "$HERE/postfix-common.sh"
 SENDMAIL=${SENDMAIL:-$HERE/../bin/sendmail}
 SMTPD_USER=${SMTPD_USER:-mail}
 SMTPD_GROUP=${SMTPD_GROUP:-mail}
@@ -230,25 +232,7 @@ report() {
 pf_start() {
 	mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
 	chown postfix "$PF/data"
-	cat > "$PF/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-syslog_name = postfix-relay-bench
-maillog_file = $PF/maillog
-maillog_file_prefixes = $PF
-myhostname = bench.example
-mydomain = example
-myorigin = \$myhostname
-mydestination =
-relay_domains =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
+	{ pf_main_cf "$PF" postfix-relay-bench; cat <<EOF; } > "$PF/etc/main.cf"
 # Mail comes in on hold; the timed run releases it.
 smtpd_client_restrictions = check_client_access static:HOLD
 transport_maps = texthash:$PF/etc/transport

@@ -79,6 +79,8 @@ WARMUP=${WARMUP:-200}
 RSS_SESSIONS=${RSS_SESSIONS:-50}
 DURCHECK=${DURCHECK:-1}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/postfix-common.sh
+. "$HERE/postfix-common.sh"
 SMTPD=${SMTPD:-$HERE/../bin/smtpd}
 SMTPD_USER=${SMTPD_USER:-mail}
 SMTPD_GROUP=${SMTPD_GROUP:-mail}
@@ -164,25 +166,7 @@ wait_port "$OURS_PORT" || { echo "our smtpd did not start; see $OURS/maillog" >&
 if [ "$POSTFIX" != none ]; then
 	mkdir -p "$PF/etc" "$PF/queue" "$PF/data"
 	chown postfix "$PF/data"
-	cat > "$PF/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $PF/queue
-data_directory = $PF/data
-syslog_name = postfix-smtpd-bench
-maillog_file = $PF/maillog
-maillog_file_prefixes = $PF
-myhostname = bench.example
-mydomain = example
-myorigin = \$myhostname
-mydestination =
-relay_domains =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
+	{ pf_main_cf "$PF" postfix-smtpd-bench; cat <<EOF; } > "$PF/etc/main.cf"
 # Nothing is delivered while it is measured: every message goes on hold.
 smtpd_client_restrictions = check_client_access static:HOLD
 EOF
