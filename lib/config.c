@@ -96,6 +96,7 @@ static const struct config_key config_keys[] = {
 	KEY(smtp_connect_timeout, KEY_DURATION, "30s", 1),
 	KEY(smtp_bind_address, KEY_STRING, "", 0),
 	KEY(smtp_connection_reuse, KEY_BOOL, "yes", 0),
+	KEY(smtpd_max_use, KEY_COUNT, "100", 1),
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -75,6 +75,7 @@ struct config {
 	unsigned smtp_connect_timeout;
 	char *smtp_bind_address;	/* our address for outgoing SMTP */
 	int smtp_connection_reuse;	/* several messages per connection */
+	unsigned smtpd_max_use;		/* connections per session process */
 };
 
 /* Loads path (NULL: the compiled-in default, which may be absent). When

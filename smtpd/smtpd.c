@@ -47,9 +47,24 @@
 #include "status.h"
 
 #define MAX_LISTEN 16
+/* A session process serves up to smtpd_max_use connections, one at a
+ * time, and waits at most IDLE_SECONDS for the next (Postfix's max_use
+ * and max_idle): a connection then costs no fork. */
+#define IDLE_SECONDS 60
 
 struct child {
 	pid_t pid;
+	char ip[INET6_ADDRSTRLEN];	/* "" while idle */
+	int ctl;			/* socket to it; -1: it is ending */
+	int busy;
+	unsigned gen;			/* configuration it was started with */
+	time_t idle_since;
+};
+
+/* A connection handed to a session process. */
+struct handoff {
+	struct sockaddr_storage ss;
+	socklen_t len;
 	char ip[INET6_ADDRSTRLEN];
 };
 
@@ -479,6 +494,80 @@ run_session(int in, int out, const struct sockaddr *sa, socklen_t salen,
 	free(name);
 }
 
+/* The next connection from the master: its descriptor, or -1 when the
+ * master is done with this process (EOF) or it is told to stop. */
+static int
+receive_connection(int ctl, struct handoff *h)
+{
+	char control[CMSG_SPACE(sizeof(int))];
+	struct msghdr msg;
+	struct iovec iov = { h, sizeof(*h) };
+	struct cmsghdr *cm;
+	ssize_t r;
+	int fd = -1;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	r = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
+	if (r != (ssize_t)sizeof(*h))
+		return -1;
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	h->ip[sizeof(h->ip) - 1] = '\0';
+	if (h->len > sizeof(h->ss))
+		h->len = sizeof(h->ss);
+	return fd;
+}
+
+static int
+hand_over(int ctl, int fd, const struct handoff *h)
+{
+	char control[CMSG_SPACE(sizeof(int))];
+	struct msghdr msg;
+	struct iovec iov = { (void *)h, sizeof(*h) };
+	struct cmsghdr *cm;
+
+	memset(&msg, 0, sizeof(msg));
+	memset(control, 0, sizeof(control));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+			       (ssize_t)sizeof(*h)
+		       ? 0
+		       : -1;
+}
+
+/* A session process: sessions one after another, each handed over by the
+ * master, until it has served smtpd_max_use or the master lets it go. */
+static void
+session_worker(int ctl, int fd, struct handoff *h)
+{
+	unsigned used = 0;
+
+	for (;;) {
+		run_session(fd, fd, (struct sockaddr *)&h->ss, h->len, h->ip);
+		close(fd);
+		if (got_term || ++used >= cfg.smtpd_max_use)
+			break;
+		if (write(ctl, "i", 1) != 1)
+			break;
+		fd = receive_connection(ctl, h);
+		if (fd < 0 || got_term)
+			break;
+	}
+}
+
 /* --- the master ---------------------------------------------------------- */
 
 static int
@@ -637,17 +726,26 @@ start_runner(unsigned interval)
 	return pid;
 }
 
+static void
+let_go(struct child *k)
+{
+	if (k->ctl >= 0)
+		close(k->ctl);
+	k->ctl = -1;
+}
+
 static int
 serve(int *fds, size_t nfds, unsigned interval)
 {
 	struct child *kids;
-	size_t nkids = 0, room = cfg.max_sessions + 1, i;
+	struct pollfd *pfd;
+	size_t nkids = 0, room = 2 * (size_t)cfg.max_sessions + 1, i;
 	struct sigaction sa;
 	pid_t runner = -1;
+	unsigned gen = 0;
 
-	kids = calloc(room, sizeof(*kids));
-	if (kids == NULL)
-		return EX_OSERR;
+	kids = xcalloc(room, sizeof(*kids));
+	pfd = xcalloc(room + MAX_LISTEN, sizeof(*pfd));
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
@@ -661,7 +759,8 @@ serve(int *fds, size_t nfds, unsigned interval)
 		nfds == 1 ? "" : "s");
 
 	while (!got_term) {
-		struct pollfd pfd[MAX_LISTEN];
+		size_t npfd, busy = 0;
+		time_t now = time(NULL);
 		pid_t pid;
 		int status;
 
@@ -676,6 +775,7 @@ serve(int *fds, size_t nfds, unsigned interval)
 			}
 			for (i = 0; i < nkids; i++)
 				if (kids[i].pid == pid) {
+					let_go(&kids[i]);
 					kids[i] = kids[--nkids];
 					break;
 				}
@@ -686,45 +786,110 @@ serve(int *fds, size_t nfds, unsigned interval)
 		if (got_hup) {
 			got_hup = 0;
 			reload();
-			/* A larger max_sessions needs room for its children. */
-			if (cfg.max_sessions + 1 > room) {
-				room = cfg.max_sessions + 1;
+			/* Session processes of the old configuration end. */
+			gen++;
+			for (i = 0; i < nkids; i++)
+				if (!kids[i].busy)
+					let_go(&kids[i]);
+			if (2 * (size_t)cfg.max_sessions + 1 > room) {
+				room = 2 * (size_t)cfg.max_sessions + 1;
 				kids = xrealloc(kids, room * sizeof(*kids));
+				pfd = xrealloc(pfd, (room + MAX_LISTEN) *
+							    sizeof(*pfd));
 			}
 		}
-		for (i = 0; i < nfds; i++) {
-			pfd[i].fd = fds[i];
-			pfd[i].events = POLLIN;
-			pfd[i].revents = 0;
+		for (i = 0; i < nkids; i++) {
+			if (kids[i].busy)
+				busy++;
+			else if (kids[i].ctl >= 0 &&
+				 now - kids[i].idle_since > IDLE_SECONDS)
+				let_go(&kids[i]);
 		}
-		if (poll(pfd, nfds, 1000) <= 0)
+		for (npfd = 0; npfd < nfds; npfd++) {
+			pfd[npfd].fd = fds[npfd];
+			pfd[npfd].events = POLLIN;
+			pfd[npfd].revents = 0;
+		}
+		for (i = 0; i < nkids; i++) {
+			pfd[npfd].fd = kids[i].ctl;	/* -1: ignored */
+			pfd[npfd].events = POLLIN;
+			pfd[npfd].revents = 0;
+			npfd++;
+		}
+		if (poll(pfd, npfd, 1000) <= 0)
 			continue;
+		/* Session processes that became idle. */
+		for (i = 0; i < nkids; i++) {
+			struct child *k = &kids[i];
+			char c;
+
+			if (k->ctl < 0 || !(pfd[nfds + i].revents &
+					    (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (read(k->ctl, &c, 1) != 1) {
+				let_go(k);
+				continue;
+			}
+			k->busy = 0;
+			k->ip[0] = '\0';
+			k->idle_since = now;
+			if (k->gen != gen)
+				let_go(k);
+			busy--;
+		}
 		for (i = 0; i < nfds; i++) {
-			struct sockaddr_storage ss;
-			socklen_t len = sizeof(ss);
-			char ip[INET6_ADDRSTRLEN] = "";
-			size_t same = 0, k;
+			struct handoff h;
+			size_t same = 0, k, idle = nkids;
 			int fd;
+			int sv[2];
 
 			if (!(pfd[i].revents & POLLIN))
 				continue;
-			fd = accept4(fds[i], (struct sockaddr *)&ss, &len,
+			memset(&h, 0, sizeof(h));
+			h.len = sizeof(h.ss);
+			fd = accept4(fds[i], (struct sockaddr *)&h.ss, &h.len,
 				     SOCK_CLOEXEC);
 			if (fd < 0)
 				continue;
-			client_address((struct sockaddr *)&ss, len, ip,
-				       sizeof(ip));
+			client_address((struct sockaddr *)&h.ss, h.len, h.ip,
+				       sizeof(h.ip));
 			for (k = 0; k < nkids; k++)
-				same += strcmp(kids[k].ip, ip) == 0;
-			if (nkids >= cfg.max_sessions) {
+				same += kids[k].busy &&
+					strcmp(kids[k].ip, h.ip) == 0;
+			if (busy >= cfg.max_sessions) {
 				refuse(fd, "Too many sessions, try again later",
-				       ip);
+				       h.ip);
 				close(fd);
 				continue;
 			}
 			if (same >= cfg.max_sessions_per_client) {
 				refuse(fd, "Too many sessions from your address, "
-					   "try again later", ip);
+					   "try again later", h.ip);
+				close(fd);
+				continue;
+			}
+			/* An idle session process of this configuration. */
+			for (k = 0; k < nkids && idle == nkids; k++)
+				if (!kids[k].busy && kids[k].ctl >= 0 &&
+				    kids[k].gen == gen)
+					idle = k;
+			if (idle < nkids && hand_over(kids[idle].ctl, fd, &h) ==
+						    0) {
+				kids[idle].busy = 1;
+				snprintf(kids[idle].ip, sizeof(kids[idle].ip),
+					 "%s", h.ip);
+				busy++;
+				count_connection(0);
+				close(fd);
+				continue;
+			}
+			if (idle < nkids)
+				let_go(&kids[idle]);
+			if (nkids >= room ||
+			    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
+				       0, sv) < 0) {
+				refuse(fd, "Out of processes, try again later",
+				       h.ip);
 				close(fd);
 				continue;
 			}
@@ -734,22 +899,32 @@ serve(int *fds, size_t nfds, unsigned interval)
 
 				for (j = 0; j < nfds; j++)
 					close(fds[j]);
+				for (j = 0; j < nkids; j++)
+					if (kids[j].ctl >= 0)
+						close(kids[j].ctl);
+				close(sv[0]);
 				free(kids);
-				run_session(fd, fd, (struct sockaddr *)&ss, len,
-					    ip);
-				close(fd);
+				free(pfd);
+				session_worker(sv[1], fd, &h);
 				maillog_close();
 				_exit(0);
 			}
+			close(sv[1]);
 			if (pid > 0) {
+				memset(&kids[nkids], 0, sizeof(kids[nkids]));
 				kids[nkids].pid = pid;
 				snprintf(kids[nkids].ip, sizeof(kids[nkids].ip),
-					 "%s", ip);
+					 "%s", h.ip);
+				kids[nkids].ctl = sv[0];
+				kids[nkids].busy = 1;
+				kids[nkids].gen = gen;
 				nkids++;
+				busy++;
 				count_connection(0);
 			} else {
+				close(sv[0]);
 				refuse(fd, "Out of processes, try again later",
-				       ip);
+				       h.ip);
 			}
 			close(fd);
 		}
@@ -758,14 +933,17 @@ serve(int *fds, size_t nfds, unsigned interval)
 	/* Stop: no new sessions; those in progress finish their message. */
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
-	for (i = 0; i < nkids; i++)
+	for (i = 0; i < nkids; i++) {
 		kill(kids[i].pid, SIGTERM);
+		let_go(&kids[i]);
+	}
 	if (runner > 0)
 		kill(runner, SIGTERM);
 	while (wait(NULL) > 0 || errno == EINTR)
 		;
 	maillog("daemon stopped");
 	free(kids);
+	free(pfd);
 	return EX_OK;
 }
 

@@ -142,7 +142,10 @@ def make_root():
 
 
 def conf_lines(port, *extra, tls=True):
+    # One connection per session process unless a test asks for reuse:
+    # the tests count session processes.
     lines = [f"smtpd_user = {SESSION_USER}", "submit_group = mail",
+             "smtpd_max_use = 1",
              f"smtpd_path = {SMTPD}",
              f"listen = 127.0.0.1:{port}, [::1]:{port}",
              f"max_message_size = {MAX_SIZE}", "max_recipients = 100",
@@ -1501,3 +1504,45 @@ def test_sighup_reloads_mail_conf(own_root):
     finally:
         smtp.quit()
     assert daemon.proc.poll() is None
+
+
+def test_session_processes_are_reused_and_renewed_on_sighup(own_root):
+    """With smtpd_max_use above 1 a session process serves one connection
+    after another (no fork per connection); after SIGHUP the next
+    connection gets a process of the new configuration."""
+    root = own_root[0]
+    daemon = start_own(own_root, "smtpd_max_use = 3")
+
+    def served_by():
+        with daemon.client() as c:
+            assert c.reply().startswith("220 ")
+            pids = set(daemon.sessions())
+            c.transaction()
+            accepted_id(c.cmd(message("reuse") + "."))
+            assert c.cmd("QUIT").startswith("221")
+        return pids
+
+    first = served_by()
+    wait_for(lambda: daemon.count_log("disconnect from") >= 1,
+             what="the first session to end")
+    second = served_by()
+    assert first == second, "a second connection got a new process"
+    wait_for(lambda: daemon.count_log("disconnect from") >= 2,
+             what="the second session to end")
+    third = served_by()
+    # The third connection was that process's last (smtpd_max_use = 3).
+    wait_for(lambda: not (set(daemon.sessions()) & third),
+             what="the used-up session process to end")
+    root.conf.write_text(root.conf.read_text().replace(
+        f"max_message_size = {MAX_SIZE}", "max_message_size = 30000"))
+    fourth = served_by()
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: daemon.count_log("configuration reloaded"),
+             what="the reload")
+    wait_for(lambda: not (set(daemon.sessions()) & fourth),
+             what="the old configuration's process to end")
+    with daemon.client() as c:
+        assert c.reply().startswith("220 ")
+        assert "250-SIZE 30000" in c.cmd_lines("EHLO client.example")
+    assert len(root.queued_ids()) == 4
+    daemon.check()

@@ -116,6 +116,7 @@ test_config_missing_file_gives_every_default(void)
 	CU_ASSERT_EQUAL(cfg.local_only, 0);
 	CU_ASSERT_EQUAL(cfg.smtp_connect_timeout, 30);
 	CU_ASSERT_EQUAL(cfg.smtp_connection_reuse, 1);
+	CU_ASSERT_EQUAL(cfg.smtpd_max_use, 100);
 	CU_ASSERT_STRING_EQUAL(cfg.tmp_dir, "/tmp");
 	config_free(&cfg);
 	conf_done(&cd);
