@@ -365,28 +365,13 @@ child_done(void *arg, const size_t *members, size_t m, unsigned connections)
 static int
 receive_request(int sock, struct request *rq, int *fd)
 {
-	char control[CMSG_SPACE(sizeof(int))];
-	struct msghdr msg;
-	struct iovec iov = { rq, sizeof(*rq) };
-	struct cmsghdr *cm;
-	ssize_t r;
+	ssize_t r = io_recv_fd(sock, rq, sizeof(*rq), fd);
 
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control;
-	msg.msg_controllen = sizeof(control);
-	do {
-		r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-	} while (r < 0 && errno == EINTR);
-	if (r <= 0)
+	if (r <= 0 || *fd < 0) {
+		if (*fd >= 0)
+			close(*fd);
 		return -1;
-	*fd = -1;
-	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-			memcpy(fd, CMSG_DATA(cm), sizeof(int));
-	if (*fd < 0)
-		return -1;
+	}
 	if ((size_t)r < sizeof(*rq) &&
 	    io_read_all(sock, (char *)rq + r, sizeof(*rq) - (size_t)r) < 0) {
 		close(*fd);
@@ -506,11 +491,7 @@ static int
 send_request(const struct queue_entry *e, int body_fd, const size_t *idx,
 	     size_t n)
 {
-	char control[CMSG_SPACE(sizeof(int))];
 	struct request rq;
-	struct msghdr msg;
-	struct iovec iov = { &rq, sizeof(rq) };
-	struct cmsghdr *cm;
 	struct buf text;
 	uint64_t *wire = xcalloc(n ? n : 1, sizeof(*wire));
 	size_t i;
@@ -524,18 +505,8 @@ send_request(const struct queue_entry *e, int body_fd, const size_t *idx,
 	rq.n = (uint32_t)n;
 	for (i = 0; i < n; i++)
 		wire[i] = idx[i];
-	memset(&msg, 0, sizeof(msg));
-	memset(control, 0, sizeof(control));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control;
-	msg.msg_controllen = sizeof(control);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &body_fd, sizeof(int));
-	if (sendmsg(client_sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(rq) &&
+	if (io_send_fd(client_sock, &rq, sizeof(rq), body_fd, MSG_NOSIGNAL) ==
+		    0 &&
 	    io_write_all(client_sock, text.data, text.len) == 0 &&
 	    io_write_all(client_sock, wire, n * sizeof(*wire)) == 0)
 		rc = 0;

@@ -499,24 +499,13 @@ run_session(int in, int out, const struct sockaddr *sa, socklen_t salen,
 static int
 receive_connection(int ctl, struct handoff *h)
 {
-	char control[CMSG_SPACE(sizeof(int))];
-	struct msghdr msg;
-	struct iovec iov = { h, sizeof(*h) };
-	struct cmsghdr *cm;
-	ssize_t r;
-	int fd = -1;
+	int fd;
 
-	memset(&msg, 0, sizeof(msg));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control;
-	msg.msg_controllen = sizeof(control);
-	r = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
-	if (r != (ssize_t)sizeof(*h))
+	if (io_recv_fd(ctl, h, sizeof(*h), &fd) != (ssize_t)sizeof(*h)) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
-	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	}
 	h->ip[sizeof(h->ip) - 1] = '\0';
 	if (h->len > sizeof(h->ss))
 		h->len = sizeof(h->ss);
@@ -526,26 +515,7 @@ receive_connection(int ctl, struct handoff *h)
 static int
 hand_over(int ctl, int fd, const struct handoff *h)
 {
-	char control[CMSG_SPACE(sizeof(int))];
-	struct msghdr msg;
-	struct iovec iov = { (void *)h, sizeof(*h) };
-	struct cmsghdr *cm;
-
-	memset(&msg, 0, sizeof(msg));
-	memset(control, 0, sizeof(control));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control;
-	msg.msg_controllen = sizeof(control);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(ctl, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) ==
-			       (ssize_t)sizeof(*h)
-		       ? 0
-		       : -1;
+	return io_send_fd(ctl, h, sizeof(*h), fd, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 /* A session process: sessions one after another, each handed over by the

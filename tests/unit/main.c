@@ -40,6 +40,7 @@ main(void)
 	test_engine_register();
 	test_stats_register();
 	test_submit_register();
+	test_io_register();
 	test_queue_register();
 	test_enqueue_register();
 	test_session_register();

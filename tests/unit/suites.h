@@ -29,6 +29,7 @@ void test_rxtrans_register(void);
 void test_engine_register(void);
 void test_stats_register(void);
 void test_submit_register(void);
+void test_io_register(void);
 void test_queue_register(void);
 void test_enqueue_register(void);
 void test_session_register(void);
